@@ -1,0 +1,663 @@
+//! Typed, named boxes: [`Inbox`] and [`Outbox`] (Axon's `Box.py` postboxes).
+//!
+//! Every box is a node that may feed one other node (its *target*) and be fed by many. A chain of
+//! any length resolves to its final box, and every node in the chain caches that final box, so a
+//! send is one push into the destination queue: no postman, no intermediate copies (as in Axon,
+//! where each box redirects `append` to the final storage).
+//!
+//! * An inbox has real storage, an optional size limit, and an owner that is woken when a message
+//!   is delivered.
+//! * An outbox has no storage of its own: a send on an unlinked outbox is silently dropped, as in
+//!   Axon.
+//! * Only the final box's size limit counts; a limit in the middle of a chain applies only once the
+//!   chain is broken there.
+//! * Taking a message out of a final inbox wakes the owners of the outboxes feeding it that asked
+//!   for it (waiting for room, or in [`Core::pause`](crate::Core::pause)).
+
+use std::any::Any;
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
+
+use crate::component::{ComponentCell, ComponentId, Core};
+use crate::error::{Error, NoSpaceInBox};
+use crate::linkage::{Linkable, Linkage};
+
+/// Which way a box faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    In,
+    Out,
+}
+
+/// A box's name and description: static for declared boxes, owned for boxes added at run time.
+pub(crate) enum BoxSpec {
+    Static {
+        name: &'static str,
+        description: &'static str,
+    },
+    Dynamic(Box<(String, String)>),
+}
+
+impl BoxSpec {
+    pub(crate) fn dynamic(name: &str, description: &str) -> Self {
+        Self::Dynamic(Box::new((name.to_owned(), description.to_owned())))
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::Static { name, .. } => name,
+            Self::Dynamic(d) => &d.0,
+        }
+    }
+
+    fn description(&self) -> &str {
+        match self {
+            Self::Static { description, .. } => description,
+            Self::Dynamic(d) => &d.1,
+        }
+    }
+}
+
+/// The linkage state of a node, allocated the first time the node is linked.
+struct Links<T> {
+    target: Option<Rc<BoxNode<T>>>,
+    sources: Vec<Weak<BoxNode<T>>>,
+    /// The final box of the chain, when `target` is set.
+    resolved: Option<Rc<BoxNode<T>>>,
+    /// For a final box: the owners of every outbox that feeds it, woken on collection.
+    producers: Vec<Weak<ComponentCell>>,
+}
+
+impl<T> Default for Links<T> {
+    fn default() -> Self {
+        Self {
+            target: None,
+            sources: Vec::new(),
+            resolved: None,
+            producers: Vec::new(),
+        }
+    }
+}
+
+/// One box: the storage and linkage behind an [`Inbox`] or [`Outbox`] handle.
+pub(crate) struct BoxNode<T> {
+    spec: BoxSpec,
+    dir: Direction,
+    owner: Weak<ComponentCell>,
+    queue: RefCell<VecDeque<T>>,
+    capacity: Cell<usize>,
+    links: RefCell<Option<Box<Links<T>>>>,
+}
+
+impl<T: 'static> BoxNode<T> {
+    fn new(owner: &Rc<ComponentCell>, spec: BoxSpec, dir: Direction) -> Rc<Self> {
+        Rc::new(Self {
+            spec,
+            dir,
+            owner: Rc::downgrade(owner),
+            queue: RefCell::new(VecDeque::new()),
+            capacity: Cell::new(usize::MAX),
+            links: RefCell::new(None),
+        })
+    }
+
+    /// Pushes a message to the final box of this node's chain.
+    #[inline]
+    fn push(&self, msg: T) -> Result<(), NoSpaceInBox<T>> {
+        let links = self.links.borrow();
+        match links.as_deref().and_then(|l| l.resolved.as_deref()) {
+            Some(fin) => fin.push_local(msg),
+            None => self.push_local(msg),
+        }
+    }
+
+    /// Whether a push would be accepted now.
+    fn has_room(&self) -> bool {
+        let links = self.links.borrow();
+        let fin = links
+            .as_deref()
+            .and_then(|l| l.resolved.as_deref())
+            .unwrap_or(self);
+        fin.dir == Direction::Out || fin.queue.borrow().len() < fin.capacity.get()
+    }
+
+    #[inline]
+    fn push_local(&self, msg: T) -> Result<(), NoSpaceInBox<T>> {
+        if self.dir == Direction::Out {
+            // An unlinked outbox is a null sink, as in Axon.
+            return Ok(());
+        }
+        {
+            let mut q = self.queue.borrow_mut();
+            let size = self.capacity.get();
+            if q.len() >= size {
+                return Err(NoSpaceInBox {
+                    message: msg,
+                    len: q.len(),
+                    size,
+                });
+            }
+            q.push_back(msg);
+        }
+        if let Some(owner) = self.owner.upgrade() {
+            owner.wake();
+        }
+        Ok(())
+    }
+
+    /// Takes the head of this box's own storage, waking producers that asked for it.
+    #[inline]
+    fn pop(&self) -> Option<T> {
+        let msg = self.queue.borrow_mut().pop_front()?;
+        if let Some(links) = self.links.borrow().as_deref() {
+            for p in &links.producers {
+                if let Some(p) = p.upgrade() {
+                    p.wake_for_collection();
+                }
+            }
+        }
+        Some(msg)
+    }
+
+    fn links_mut(&self) -> RefMut<'_, Links<T>> {
+        RefMut::map(self.links.borrow_mut(), |l| {
+            &mut **l.get_or_insert_with(Box::default)
+        })
+    }
+
+    fn target(&self) -> Option<Rc<Self>> {
+        self.links
+            .borrow()
+            .as_deref()
+            .and_then(|l| l.target.clone())
+    }
+
+    fn sources(&self) -> Vec<Rc<Self>> {
+        self.links
+            .borrow()
+            .as_deref()
+            .map(|l| l.sources.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default()
+    }
+
+    /// Follows targets to the end of the chain.
+    fn final_node(self: &Rc<Self>) -> Rc<Self> {
+        let mut node = self.clone();
+        while let Some(next) = node.target() {
+            node = next;
+        }
+        node
+    }
+
+    /// Sets the cached final box of every node feeding `root`, transitively.
+    fn resolve_upstream(root: &Rc<Self>, fin: &Rc<Self>) {
+        for src in root.sources() {
+            src.links_mut().resolved = Some(fin.clone());
+            Self::resolve_upstream(&src, fin);
+        }
+    }
+
+    /// Recomputes which components a collection from final box `fin` wakes.
+    fn recompute_producers(fin: &Rc<Self>) {
+        fn collect<T: 'static>(node: &Rc<BoxNode<T>>, out: &mut Vec<Weak<ComponentCell>>) {
+            for src in node.sources() {
+                if src.dir == Direction::Out && !out.iter().any(|w| w.ptr_eq(&src.owner)) {
+                    out.push(src.owner.clone());
+                }
+                collect(&src, out);
+            }
+        }
+        let mut producers = Vec::new();
+        collect(fin, &mut producers);
+        if producers.is_empty() && fin.links.borrow().is_none() {
+            return;
+        }
+        fin.links_mut().producers = producers;
+    }
+
+    fn link(src: &Rc<Self>, dst: &Rc<Self>) -> Result<(), Error> {
+        if src.dir == Direction::In && dst.dir == Direction::Out {
+            return Err(Error::InvalidDirection {
+                source: src.label(),
+                sink: dst.label(),
+            });
+        }
+        if let Some(current) = src.target() {
+            return Err(Error::BoxAlreadyLinked {
+                source: src.label(),
+                current_sink: current.label(),
+            });
+        }
+        let fin = dst.final_node();
+        if Rc::ptr_eq(&fin, src) {
+            return Err(Error::LinkCycle {
+                source: src.label(),
+                sink: dst.label(),
+            });
+        }
+        {
+            let mut l = src.links_mut();
+            l.target = Some(dst.clone());
+            l.resolved = Some(fin.clone());
+            l.producers.clear();
+        }
+        dst.links_mut().sources.push(Rc::downgrade(src));
+        Self::resolve_upstream(src, &fin);
+        Self::recompute_producers(&fin);
+        // Messages already in the source's own storage move on to the new destination (Axon).
+        let moved = std::mem::take(&mut *src.queue.borrow_mut());
+        if !moved.is_empty() && fin.dir == Direction::In {
+            fin.queue.borrow_mut().extend(moved);
+            if let Some(owner) = fin.owner.upgrade() {
+                owner.wake();
+            }
+        }
+        Ok(())
+    }
+
+    fn unlink(src: &Rc<Self>) {
+        let Some(target) = src.links_mut().target.take() else {
+            return;
+        };
+        src.links_mut().resolved = None;
+        target
+            .links_mut()
+            .sources
+            .retain(|w| !std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
+        Self::resolve_upstream(src, src);
+        Self::recompute_producers(src);
+        Self::recompute_producers(&target.final_node());
+    }
+
+    fn label(&self) -> String {
+        let owner = self
+            .owner
+            .upgrade()
+            .map(|o| o.name())
+            .unwrap_or_else(|| "<gone>".to_owned());
+        format!("{owner}.{}", self.spec.name())
+    }
+}
+
+/// The type-erased view of a box, used for name-based linking, introspection and the
+/// component's box registry.
+pub(crate) trait ErasedBox {
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
+    fn direction(&self) -> Direction;
+    fn type_name(&self) -> &'static str;
+    fn local_len(&self) -> usize;
+    fn label(&self) -> String;
+    fn owner_id(&self) -> Option<ComponentId>;
+    fn owner_core(&self) -> Option<Core>;
+    fn as_any_rc(self: Rc<Self>) -> Rc<dyn Any>;
+    /// Links this box to `sink`, checking that both carry the same type.
+    fn link_to(self: Rc<Self>, sink: &Rc<dyn ErasedBox>) -> Result<(), Error>;
+    /// Cuts this box's link to its target, if any.
+    fn unlink(self: Rc<Self>);
+    /// Whether this box currently feeds `sink` directly.
+    fn feeds(&self, sink: &dyn ErasedBox) -> bool;
+    /// Cuts every link to and from this box.
+    fn detach(self: Rc<Self>);
+    /// A new box carrying the same type, owned by `owner`.
+    fn new_like(&self, owner: &Core, spec: BoxSpec, dir: Direction) -> Rc<dyn ErasedBox>;
+}
+
+impl<T: 'static> ErasedBox for BoxNode<T> {
+    fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    fn description(&self) -> &str {
+        self.spec.description()
+    }
+
+    fn direction(&self) -> Direction {
+        self.dir
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn local_len(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    fn label(&self) -> String {
+        BoxNode::label(self)
+    }
+
+    fn owner_id(&self) -> Option<ComponentId> {
+        self.owner.upgrade().map(|o| o.id)
+    }
+
+    fn owner_core(&self) -> Option<Core> {
+        self.owner.upgrade().map(|cell| Core { cell })
+    }
+
+    fn as_any_rc(self: Rc<Self>) -> Rc<dyn Any> {
+        self
+    }
+
+    fn link_to(self: Rc<Self>, sink: &Rc<dyn ErasedBox>) -> Result<(), Error> {
+        let sink_type = sink.type_name();
+        let sink_label = sink.label();
+        match sink.clone().as_any_rc().downcast::<BoxNode<T>>() {
+            Ok(dst) => BoxNode::link(&self, &dst),
+            Err(_) => Err(Error::TypeMismatch {
+                source: self.label(),
+                source_type: std::any::type_name::<T>(),
+                sink: sink_label,
+                sink_type,
+            }),
+        }
+    }
+
+    fn unlink(self: Rc<Self>) {
+        BoxNode::unlink(&self);
+    }
+
+    fn feeds(&self, sink: &dyn ErasedBox) -> bool {
+        self.target()
+            .is_some_and(|t| std::ptr::addr_eq(Rc::as_ptr(&t), sink as *const dyn ErasedBox))
+    }
+
+    fn detach(self: Rc<Self>) {
+        BoxNode::unlink(&self);
+        for src in self.sources() {
+            BoxNode::unlink(&src);
+        }
+    }
+
+    fn new_like(&self, owner: &Core, spec: BoxSpec, dir: Direction) -> Rc<dyn ErasedBox> {
+        BoxNode::<T>::new(&owner.cell, spec, dir)
+    }
+}
+
+/// An inbox: a named queue of `T` owned by one component (Axon's `inbox` postbox).
+///
+/// Delivering a message wakes the owner. Collecting one wakes the producers feeding it that wait
+/// for room or are paused. The size limit (none by default) gives back-pressure: a full inbox
+/// refuses sends with [`NoSpaceInBox`], or makes [`Outbox::send_wait`] wait.
+///
+/// Handles are cheap clones of the same box.
+pub struct Inbox<T: 'static> {
+    pub(crate) node: Rc<BoxNode<T>>,
+}
+
+impl<T: 'static> Inbox<T> {
+    pub(crate) fn new_node(owner: &Rc<ComponentCell>, spec: BoxSpec) -> Self {
+        Self {
+            node: BoxNode::new(owner, spec, Direction::In),
+        }
+    }
+
+    pub(crate) fn from_erased(node: Rc<dyn ErasedBox>) -> Result<Self, Error> {
+        let name = node.label();
+        let actual = node.type_name();
+        node.as_any_rc()
+            .downcast::<BoxNode<T>>()
+            .map(|node| Self { node })
+            .map_err(|_| Error::WrongBoxType {
+                name,
+                actual,
+                requested: std::any::type_name::<T>(),
+            })
+    }
+
+    /// Takes the oldest message, if any, without waiting (Axon's `recv`).
+    #[inline]
+    pub fn recv_now(&self) -> Option<T> {
+        self.node.pop()
+    }
+
+    /// Waits for a message and takes it. Only the owner should await this: it is the owner that a
+    /// delivery wakes.
+    pub fn recv(&self) -> Recv<'_, T> {
+        Recv { inbox: self }
+    }
+
+    /// Whether a message is waiting in this box's own storage (Axon's `dataReady`).
+    pub fn data_ready(&self) -> bool {
+        !self.node.queue.borrow().is_empty()
+    }
+
+    /// How many messages wait in this box's own storage.
+    pub fn len(&self) -> usize {
+        self.node.queue.borrow().len()
+    }
+
+    /// Whether this box's own storage is empty.
+    pub fn is_empty(&self) -> bool {
+        !self.data_ready()
+    }
+
+    /// Puts a message into this box as if a linked outbox had sent it, following any passthrough
+    /// onwards (Axon's `_deliver`). Useful from outside the graph and in tests.
+    ///
+    /// # Errors
+    ///
+    /// [`NoSpaceInBox`], with the message, if the final box is full.
+    pub fn deliver(&self, msg: T) -> Result<(), NoSpaceInBox<T>> {
+        self.node.push(msg)
+    }
+
+    /// Sets the size limit (Axon's `setInboxSize`); `None` means unlimited. Messages already held
+    /// beyond a new, smaller limit stay; new ones are refused until the box drains below it.
+    pub fn set_size(&self, size: Option<usize>) {
+        self.node.capacity.set(size.unwrap_or(usize::MAX));
+    }
+
+    /// The size limit, if any.
+    pub fn size(&self) -> Option<usize> {
+        Some(self.node.capacity.get()).filter(|&c| c != usize::MAX)
+    }
+
+    /// The box's name.
+    pub fn name(&self) -> &str {
+        self.node.spec.name()
+    }
+
+    /// The box's one-line description.
+    pub fn description(&self) -> &str {
+        self.node.spec.description()
+    }
+
+    /// Links this inbox onwards to a child's inbox (passthrough mode 1), without recording the
+    /// linkage in any postoffice. See [`Core::link`] for the recorded form.
+    ///
+    /// # Errors
+    ///
+    /// As [`Core::link`].
+    pub fn link_to(&self, sink: &Inbox<T>) -> Result<Linkage, Error> {
+        crate::linkage::link(self, sink)
+    }
+
+    /// Drains every waiting message (Axon's `Inbox(box)` generator).
+    pub fn drain(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.recv_now())
+    }
+
+    pub(crate) fn erased(&self) -> Rc<dyn ErasedBox> {
+        self.node.clone()
+    }
+}
+
+impl<T> Clone for Inbox<T> {
+    fn clone(&self) -> Self {
+        Self {
+            node: self.node.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Inbox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("box", &self.node.label())
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.node.queue.borrow().len())
+            .finish()
+    }
+}
+
+/// An outbox: the named place a component sends `T` from (Axon's `outbox` postbox).
+///
+/// It has no storage: sends go straight into the final inbox of the chain it is linked into, or
+/// are dropped if it is not linked (as in Axon).
+pub struct Outbox<T: 'static> {
+    pub(crate) node: Rc<BoxNode<T>>,
+}
+
+impl<T: 'static> Outbox<T> {
+    pub(crate) fn new_node(owner: &Rc<ComponentCell>, spec: BoxSpec) -> Self {
+        Self {
+            node: BoxNode::new(owner, spec, Direction::Out),
+        }
+    }
+
+    pub(crate) fn from_erased(node: Rc<dyn ErasedBox>) -> Result<Self, Error> {
+        Inbox::<T>::from_erased(node).map(|i| Self { node: i.node })
+    }
+
+    /// Sends a message (Axon's `send`). Unlinked: the message is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`NoSpaceInBox`], with the message handed back, if the destination inbox is full.
+    #[inline]
+    pub fn send(&self, msg: T) -> Result<(), NoSpaceInBox<T>> {
+        self.node.push(msg)
+    }
+
+    /// Sends a message, waiting while the destination inbox is full: the async form of
+    /// [`Outbox::send`]. Only the owner should await this: it is the owner that a collection wakes.
+    pub fn send_wait(&self, msg: T) -> SendWait<'_, T> {
+        SendWait {
+            outbox: self,
+            msg: Some(msg),
+        }
+    }
+
+    /// Whether a send would be accepted now.
+    pub fn has_room(&self) -> bool {
+        self.node.has_room()
+    }
+
+    /// Whether this outbox is linked to anything.
+    pub fn is_linked(&self) -> bool {
+        self.node.target().is_some()
+    }
+
+    /// Links this outbox to an inbox (mode 0), or to a parent's outbox (mode 2), without recording
+    /// the linkage in any postoffice. See [`Core::link`] for the recorded form.
+    ///
+    /// # Errors
+    ///
+    /// As [`Core::link`].
+    pub fn link_to<D>(&self, sink: &D) -> Result<Linkage, Error>
+    where
+        Self: Linkable<D>,
+    {
+        crate::linkage::link(self, sink)
+    }
+
+    /// Cuts this outbox's link, if any.
+    pub fn unlink(&self) {
+        BoxNode::unlink(&self.node);
+    }
+
+    /// The box's name.
+    pub fn name(&self) -> &str {
+        self.node.spec.name()
+    }
+
+    /// The box's one-line description.
+    pub fn description(&self) -> &str {
+        self.node.spec.description()
+    }
+
+    pub(crate) fn erased(&self) -> Rc<dyn ErasedBox> {
+        self.node.clone()
+    }
+}
+
+impl<T> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Self {
+            node: self.node.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Outbox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("box", &self.node.label())
+            .field("type", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+/// The future returned by [`Inbox::recv`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Recv<'a, T: 'static> {
+    inbox: &'a Inbox<T>,
+}
+
+impl<T: 'static> Future for Recv<'_, T> {
+    type Output = T;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
+        match self.inbox.recv_now() {
+            Some(m) => Poll::Ready(m),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The future returned by [`Outbox::send_wait`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct SendWait<'a, T: 'static> {
+    outbox: &'a Outbox<T>,
+    msg: Option<T>,
+}
+
+impl<T> fmt::Debug for SendWait<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendWait")
+            .field("outbox", self.outbox)
+            .finish()
+    }
+}
+
+impl<T: 'static> Unpin for SendWait<'_, T> {}
+
+impl<T: 'static> Future for SendWait<'_, T> {
+    type Output = ();
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        let Some(msg) = self.msg.take() else {
+            return Poll::Ready(());
+        };
+        match self.outbox.node.push(msg) {
+            Ok(()) => Poll::Ready(()),
+            Err(full) => {
+                self.msg = Some(full.message);
+                if let Some(owner) = self.outbox.node.owner.upgrade() {
+                    owner.wants_collection.set(true);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}

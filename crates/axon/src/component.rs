@@ -1,0 +1,823 @@
+//! Components: the identity, boxes, children and linkages every component has ([`Core`]), and the
+//! [`Component`] trait that gives it a `main`.
+//!
+//! Kamaelia's `Axon.Component.component` is a class whose `main()` generator the scheduler steps.
+//! Here a component is any value that owns a [`Core`] and can turn itself into a future. Awaiting
+//! an empty inbox is Kamaelia's `pause()`: the scheduler does not poll the component again until a
+//! message is delivered to one of its inboxes, a consumer collects a message one of its outboxes
+//! sent (while it waits for room or is in [`Core::pause`]), a timer it set fires, or a child ends.
+
+use std::any::Any;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use crate::boxes::{BoxSpec, Direction, ErasedBox, Inbox, Outbox};
+use crate::error::Error;
+use crate::linkage::{Linkable, Linkage};
+use crate::scheduler::RunQueue;
+
+/// A component's unique id, stable for the life of the process (Axon's microprocess `id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId(pub u64);
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+fn next_id() -> ComponentId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    ComponentId(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Where a component is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Created, not yet activated.
+    Inactive,
+    /// In the run queue.
+    Queued,
+    /// Being polled right now.
+    Running,
+    /// Paused: waits for a delivery, a collection, a timer or a remote wake.
+    Sleeping,
+    /// Its `main` ended, or it was stopped.
+    Finished,
+}
+
+pub(crate) type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The shared state behind a [`Core`]: what the scheduler and the boxes need to know about a
+/// component.
+pub(crate) struct ComponentCell {
+    pub(crate) id: ComponentId,
+    pub(crate) kind: &'static str,
+    pub(crate) state: Cell<State>,
+    /// Set while the component waits in `pause()` or for room in a full inbox: then a consumer's
+    /// collection wakes it (Axon's "producer woken by collection").
+    pub(crate) wants_collection: Cell<bool>,
+    /// A stop was requested from outside; the scheduler ends the component instead of polling it.
+    pub(crate) stop_requested: Cell<bool>,
+    pub(crate) runq: OnceCell<Rc<RunQueue>>,
+    pub(crate) future: RefCell<Option<LocalFuture>>,
+    pub(crate) waker: OnceCell<Waker>,
+    pub(crate) boxes: RefCell<Vec<Rc<dyn ErasedBox>>>,
+    pub(crate) extra: RefCell<Option<Box<Extra>>>,
+}
+
+/// Rarely used parts of a component, allocated only when used, so an idle component stays small.
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub(crate) children: Vec<Core>,
+    pub(crate) parents: Vec<Weak<ComponentCell>>,
+    pub(crate) postoffice: Vec<Linkage>,
+    pub(crate) resources: Vec<(String, Box<dyn Any>)>,
+}
+
+impl ComponentCell {
+    /// Makes the component runnable if it is asleep (or re-runs it if it is being polled).
+    #[inline]
+    pub(crate) fn wake(self: &Rc<Self>) {
+        match self.state.get() {
+            State::Sleeping | State::Running => {
+                if let Some(q) = self.runq.get() {
+                    self.state.set(State::Queued);
+                    q.push(self.clone());
+                }
+            }
+            State::Inactive | State::Queued | State::Finished => {}
+        }
+    }
+
+    /// Wakes the component for a collection, if it asked for that.
+    #[inline]
+    pub(crate) fn wake_for_collection(self: &Rc<Self>) {
+        if self.wants_collection.get() {
+            self.wake();
+        }
+    }
+
+    pub(crate) fn name(&self) -> String {
+        format!("{}_{}", self.kind, self.id.0)
+    }
+
+    pub(crate) fn with_extra<R>(&self, f: impl FnOnce(&mut Extra) -> R) -> R {
+        let mut extra = self.extra.borrow_mut();
+        f(extra.get_or_insert_with(Box::default))
+    }
+}
+
+/// A component's identity, boxes, children and linkages: the part of a component the rest of the
+/// graph can see.
+///
+/// `Core` is a cheap handle (an `Rc`); clones refer to the same component. It is `!Send`: a
+/// component lives on the scheduler that activated it.
+///
+/// ```compile_fail
+/// fn is_send<T: Send>() {}
+/// is_send::<axon::Core>();
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use axon::{Core, Inbox, Outbox};
+///
+/// let core = Core::new("Doubler");
+/// let inbox: Inbox<u32> = core.inbox("inbox", "numbers to double");
+/// let outbox: Outbox<u32> = core.outbox("outbox", "doubled numbers");
+/// assert_eq!(core.box_names(), ["inbox", "outbox"]);
+/// assert!(core.name().starts_with("Doubler_"));
+/// # drop((inbox, outbox));
+/// ```
+#[derive(Clone)]
+pub struct Core {
+    pub(crate) cell: Rc<ComponentCell>,
+}
+
+impl Core {
+    /// Creates the core of a new, inactive component of kind `kind` (used in its name), with no boxes.
+    pub fn new(kind: &'static str) -> Self {
+        Self {
+            cell: Rc::new(ComponentCell {
+                id: next_id(),
+                kind,
+                state: Cell::new(State::Inactive),
+                wants_collection: Cell::new(false),
+                stop_requested: Cell::new(false),
+                runq: OnceCell::new(),
+                future: RefCell::new(None),
+                waker: OnceCell::new(),
+                boxes: RefCell::new(Vec::new()),
+                extra: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// The component's unique id.
+    pub fn id(&self) -> ComponentId {
+        self.cell.id
+    }
+
+    /// The component's name, `Kind_id`, unique in the process (Axon's `name`).
+    pub fn name(&self) -> String {
+        self.cell.name()
+    }
+
+    /// The kind given to [`Core::new`].
+    pub fn kind(&self) -> &'static str {
+        self.cell.kind
+    }
+
+    /// Creates and registers an inbox with a static name and description.
+    ///
+    /// # Panics
+    ///
+    /// If the component already has a box called `name`: declared box names are fixed by the
+    /// component's author, so a clash is a bug. Use [`Core::add_inbox`] for run-time boxes.
+    pub fn inbox<T: 'static>(&self, name: &'static str, description: &'static str) -> Inbox<T> {
+        self.assert_free(name);
+        let node = Inbox::new_node(&self.cell, BoxSpec::Static { name, description });
+        self.register(node.node.clone());
+        node
+    }
+
+    /// Creates and registers an outbox with a static name and description.
+    ///
+    /// # Panics
+    ///
+    /// If the component already has a box called `name` (see [`Core::inbox`]).
+    pub fn outbox<T: 'static>(&self, name: &'static str, description: &'static str) -> Outbox<T> {
+        self.assert_free(name);
+        let node = Outbox::new_node(&self.cell, BoxSpec::Static { name, description });
+        self.register(node.node.clone());
+        node
+    }
+
+    /// Adds an inbox at run time (Axon's `AdaptiveCommsComponent.addInbox`). If `name` is taken, a
+    /// numeric suffix makes it unique; the name actually used is returned with the box.
+    pub fn add_inbox<T: 'static>(&self, name: &str, description: &str) -> (String, Inbox<T>) {
+        let name = self.unique_name(name);
+        let spec = BoxSpec::dynamic(&name, description);
+        let node = Inbox::new_node(&self.cell, spec);
+        self.register(node.node.clone());
+        (name, node)
+    }
+
+    /// Adds an outbox at run time (Axon's `addOutbox`), with the same naming rule as
+    /// [`Core::add_inbox`].
+    pub fn add_outbox<T: 'static>(&self, name: &str, description: &str) -> (String, Outbox<T>) {
+        let name = self.unique_name(name);
+        let spec = BoxSpec::dynamic(&name, description);
+        let node = Outbox::new_node(&self.cell, spec);
+        self.register(node.node.clone());
+        (name, node)
+    }
+
+    /// Removes a box by name (Axon's `deleteInbox`/`deleteOutbox`). Messages still in it are lost;
+    /// links to and from it are cut.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchBox`] if there is no such box (it may already have been deleted).
+    pub fn delete_box(&self, name: &str) -> Result<(), Error> {
+        let node = {
+            let mut boxes = self.cell.boxes.borrow_mut();
+            let pos = boxes
+                .iter()
+                .position(|b| b.name() == name)
+                .ok_or_else(|| self.no_such_box(name))?;
+            boxes.remove(pos)
+        };
+        node.detach();
+        Ok(())
+    }
+
+    /// The inbox called `name`, if it carries `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchBox`] if there is no box of that name, [`Error::WrongBoxType`] if it is an
+    /// outbox or carries another type.
+    pub fn inbox_named<T: 'static>(&self, name: &str) -> Result<Inbox<T>, Error> {
+        let node = self.erased_box(name)?;
+        if node.direction() != Direction::In {
+            return Err(Error::WrongBoxType {
+                name: node.label(),
+                actual: "an outbox",
+                requested: "an inbox",
+            });
+        }
+        Inbox::from_erased(node)
+    }
+
+    /// The outbox called `name`, if it carries `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Core::inbox_named`].
+    pub fn outbox_named<T: 'static>(&self, name: &str) -> Result<Outbox<T>, Error> {
+        let node = self.erased_box(name)?;
+        if node.direction() != Direction::Out {
+            return Err(Error::WrongBoxType {
+                name: node.label(),
+                actual: "an inbox",
+                requested: "an outbox",
+            });
+        }
+        Outbox::from_erased(node)
+    }
+
+    /// The names of every box, inboxes and outboxes, in the order they were created.
+    pub fn box_names(&self) -> Vec<String> {
+        self.cell
+            .boxes
+            .borrow()
+            .iter()
+            .map(|b| b.name().to_owned())
+            .collect()
+    }
+
+    /// The names of the inboxes, with their descriptions (Kamaelia's `Inboxes` dict).
+    pub fn inboxes(&self) -> Vec<(String, String)> {
+        self.describe(Direction::In)
+    }
+
+    /// The names of the outboxes, with their descriptions (Kamaelia's `Outboxes` dict).
+    pub fn outboxes(&self) -> Vec<(String, String)> {
+        self.describe(Direction::Out)
+    }
+
+    /// Whether the inbox called `name` holds a message (Axon's `dataReady`). Counts only the box's
+    /// own storage: an inbox forwarded elsewhere by a passthrough reads empty. An unknown name reads
+    /// empty too.
+    pub fn data_ready(&self, name: &str) -> bool {
+        self.cell
+            .boxes
+            .borrow()
+            .iter()
+            .any(|b| b.name() == name && b.local_len() > 0)
+    }
+
+    /// The name of the first inbox that holds a message, if any (Axon's `anyReady`).
+    pub fn any_ready(&self) -> Option<String> {
+        self.cell
+            .boxes
+            .borrow()
+            .iter()
+            .find(|b| b.direction() == Direction::In && b.local_len() > 0)
+            .map(|b| b.name().to_owned())
+    }
+
+    /// Kamaelia's `pause()`: sleeps until something wakes this component — a delivery to any of
+    /// its inboxes, a collection from an inbox one of its outboxes feeds, a child ending, a timer,
+    /// or a remote wake. Returns at once if an inbox already holds data.
+    ///
+    /// Must be awaited from this component's own `main`.
+    pub fn pause(&self) -> Pause<'_> {
+        Pause {
+            core: self,
+            slept: false,
+        }
+    }
+
+    /// Waits until some inbox of this component holds a message, then returns its name.
+    pub async fn wait_any(&self) -> String {
+        loop {
+            if let Some(name) = self.any_ready() {
+                return name;
+            }
+            self.pause().await;
+        }
+    }
+
+    /// Links two boxes and records the linkage in this component's postoffice, so it is removed
+    /// when this component ends (Axon's `component.link`).
+    ///
+    /// The allowed pairs are checked at compile time: outbox→inbox (mode 0), inbox→inbox (mode 1,
+    /// passthrough into a child) and outbox→outbox (mode 2, passthrough out of a child).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BoxAlreadyLinked`] if `source` already feeds a box; [`Error::LinkCycle`] if the link
+    /// would close a loop.
+    pub fn link<S, D>(&self, source: &S, sink: &D) -> Result<Linkage, Error>
+    where
+        S: Linkable<D>,
+    {
+        let linkage = crate::linkage::link(source, sink)?;
+        self.cell.with_extra(|e| e.postoffice.push(linkage.clone()));
+        Ok(linkage)
+    }
+
+    /// Links two boxes named at run time and records the linkage (as [`Core::link`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchBox`] for an unknown box, [`Error::TypeMismatch`] naming both ends and both
+    /// types when the boxes carry different types, [`Error::InvalidDirection`] for inbox→outbox,
+    /// and the errors of [`Core::link`].
+    pub fn link_named(&self, source: (&Core, &str), sink: (&Core, &str)) -> Result<Linkage, Error> {
+        let src = source.0.erased_box(source.1)?;
+        let dst = sink.0.erased_box(sink.1)?;
+        let linkage = crate::linkage::link_erased(src, dst)?;
+        self.cell.with_extra(|e| e.postoffice.push(linkage.clone()));
+        Ok(linkage)
+    }
+
+    /// Removes one linkage this component made (Axon's `unlink(thelinkage=…)`). Messages already
+    /// delivered stay where they are.
+    pub fn unlink(&self, linkage: &Linkage) {
+        linkage.unlink();
+        self.cell
+            .with_extra(|e| e.postoffice.retain(|l| l != linkage));
+    }
+
+    /// Removes every linkage this component made that has `other` at either end (Axon's
+    /// `unlink(thecomponent=…)`).
+    pub fn unlink_component(&self, other: &Core) {
+        let removed: Vec<Linkage> = self.cell.with_extra(|e| {
+            let (gone, kept) = std::mem::take(&mut e.postoffice)
+                .into_iter()
+                .partition(|l| l.involves(other.id()));
+            e.postoffice = kept;
+            gone
+        });
+        for l in removed {
+            l.unlink();
+        }
+    }
+
+    /// Removes every linkage this component made (Axon's `postoffice.unlinkAll`). The scheduler does
+    /// this when the component ends.
+    pub fn unlink_all(&self) {
+        let all = self.cell.with_extra(|e| std::mem::take(&mut e.postoffice));
+        for l in all {
+            l.unlink();
+        }
+    }
+
+    /// The linkages this component made and has not removed.
+    pub fn linkages(&self) -> Vec<Linkage> {
+        self.cell.with_extra(|e| e.postoffice.clone())
+    }
+
+    /// Makes `child` a child of this component: when the child ends, this component is woken
+    /// (Axon's `addChildren`). The child is *not* activated.
+    pub fn add_child(&self, child: &Core) {
+        self.cell.with_extra(|e| e.children.push(child.clone()));
+        let parent = Rc::downgrade(&self.cell);
+        child.cell.with_extra(|e| e.parents.push(parent));
+    }
+
+    /// Adds several children (see [`Core::add_child`]).
+    pub fn add_children<'a>(&self, children: impl IntoIterator<Item = &'a Core>) {
+        for c in children {
+            self.add_child(c);
+        }
+    }
+
+    /// Forgets a child: it no longer wakes this component, and every linkage this component made
+    /// that involves the child is removed (Axon's `removeChild`).
+    pub fn remove_child(&self, child: &Core) {
+        self.cell
+            .with_extra(|e| e.children.retain(|c| c.id() != child.id()));
+        let me = Rc::as_ptr(&self.cell);
+        child
+            .cell
+            .with_extra(|e| e.parents.retain(|p| p.as_ptr() != me));
+        self.unlink_component(child);
+    }
+
+    /// The current children (Axon's `childComponents`).
+    pub fn children(&self) -> Vec<Core> {
+        self.cell.with_extra(|e| e.children.clone())
+    }
+
+    /// Whether the component's `main` has ended or it was stopped.
+    pub fn is_finished(&self) -> bool {
+        self.cell.state.get() == State::Finished
+    }
+
+    /// Whether the component has been activated on a scheduler.
+    pub fn is_activated(&self) -> bool {
+        self.cell.state.get() != State::Inactive
+    }
+
+    /// Whether the component is paused (asleep until something wakes it). Inactive and finished
+    /// components are not paused.
+    pub fn is_paused(&self) -> bool {
+        self.cell.state.get() == State::Sleeping
+    }
+
+    /// Remembers a resource against a name (a reduced form of Axon's `trackResource`): typically
+    /// which inbox belongs to which client in an adaptive component.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchBox`] if `inbox` is not a box of this component.
+    pub fn track_resource<R: Any>(&self, resource: R, inbox: &str) -> Result<(), Error> {
+        self.erased_box(inbox)?;
+        self.cell.with_extra(|e| {
+            e.resources.retain(|(n, _)| n != inbox);
+            e.resources.push((inbox.to_owned(), Box::new(resource)));
+        });
+        Ok(())
+    }
+
+    /// Takes back the resource tracked against `inbox` (Axon's `retrieveTrackedResource` followed
+    /// by `ceaseTrackingResource`).
+    pub fn untrack_resource<R: Any>(&self, inbox: &str) -> Option<R> {
+        self.cell.with_extra(|e| {
+            let pos = e
+                .resources
+                .iter()
+                .position(|(n, r)| n == inbox && r.is::<R>())?;
+            let (_, r) = e.resources.remove(pos);
+            r.downcast::<R>().ok().map(|b| *b)
+        })
+    }
+
+    pub(crate) fn erased_box(&self, name: &str) -> Result<Rc<dyn ErasedBox>, Error> {
+        self.cell
+            .boxes
+            .borrow()
+            .iter()
+            .find(|b| b.name() == name)
+            .cloned()
+            .ok_or_else(|| self.no_such_box(name))
+    }
+
+    /// Creates a box carrying the same type as `like`, registers it and returns it. Chassis use this
+    /// to give themselves boxes that match their children's.
+    pub(crate) fn add_box_like(
+        &self,
+        like: &Rc<dyn ErasedBox>,
+        name: &str,
+        description: &str,
+        dir: Direction,
+    ) -> Rc<dyn ErasedBox> {
+        let name = self.unique_name(name);
+        let node = like.new_like(self, BoxSpec::dynamic(&name, description), dir);
+        self.register(node.clone());
+        node
+    }
+
+    pub(crate) fn register(&self, node: Rc<dyn ErasedBox>) {
+        self.cell.boxes.borrow_mut().push(node);
+    }
+
+    fn no_such_box(&self, name: &str) -> Error {
+        Error::NoSuchBox {
+            component: self.name(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn assert_free(&self, name: &str) {
+        assert!(
+            !self.cell.boxes.borrow().iter().any(|b| b.name() == name),
+            "component {} already has a box named {name:?}",
+            self.name()
+        );
+    }
+
+    fn unique_name(&self, name: &str) -> String {
+        let boxes = self.cell.boxes.borrow();
+        let taken = |n: &str| boxes.iter().any(|b| b.name() == n);
+        if !taken(name) {
+            return name.to_owned();
+        }
+        (1..)
+            .map(|i| format!("{name}{i}"))
+            .find(|n| !taken(n))
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    fn describe(&self, dir: Direction) -> Vec<(String, String)> {
+        self.cell
+            .boxes
+            .borrow()
+            .iter()
+            .filter(|b| b.direction() == dir)
+            .map(|b| (b.name().to_owned(), b.description().to_owned()))
+            .collect()
+    }
+}
+
+impl PartialEq for Core {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.cell, &other.cell)
+    }
+}
+
+impl Eq for Core {}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name())
+            .field("state", &self.cell.state.get())
+            .finish()
+    }
+}
+
+impl fmt::Display for Core {
+    /// `Component Kind_id [ inboxes : [...] outboxes : [...] ]`, in the spirit of Axon's `__str__`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |dir| -> Vec<String> { self.describe(dir).into_iter().map(|p| p.0).collect() };
+        write!(
+            f,
+            "Component {} [ inboxes : {:?} outboxes : {:?} ]",
+            self.name(),
+            names(Direction::In),
+            names(Direction::Out)
+        )
+    }
+}
+
+/// The future returned by [`Core::pause`].
+#[derive(Debug)]
+#[must_use = "pausing does nothing unless awaited"]
+pub struct Pause<'a> {
+    core: &'a Core,
+    slept: bool,
+}
+
+impl Future for Pause<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.slept || self.core.any_ready().is_some() {
+            return Poll::Ready(());
+        }
+        self.slept = true;
+        self.core.cell.wants_collection.set(true);
+        Poll::Pending
+    }
+}
+
+/// A component: something with a [`Core`] and a `main` the scheduler runs (Axon's `component`).
+///
+/// Write the boxes as fields (created from the core with [`Core::inbox`] / [`Core::outbox`], or use
+/// [`Boxes`](crate::Boxes) for the four defaults) and the behaviour in [`Component::main`]. The
+/// component ends when `main` returns; the scheduler then wakes its parents and removes the
+/// linkages it made.
+///
+/// # Examples
+///
+/// ```
+/// use axon::{Boxes, Component, Core, Scheduler};
+///
+/// /// Doubles every number it receives; stops on any control message.
+/// struct Doubler {
+///     boxes: Boxes<u64, u64>,
+/// }
+///
+/// impl Component for Doubler {
+///     fn core(&self) -> &Core {
+///         &self.boxes.core
+///     }
+///
+///     async fn main(self) {
+///         let b = self.boxes;
+///         loop {
+///             while let Some(n) = b.inbox.recv_now() {
+///                 let _ = b.outbox.send(n * 2);
+///             }
+///             if b.control.recv_now().is_some() {
+///                 return;
+///             }
+///             b.core.pause().await;
+///         }
+///     }
+/// }
+///
+/// let doubler = Doubler { boxes: Boxes::new("Doubler") };
+/// let results = doubler.core().inbox::<u64>("results", "test sink");
+/// doubler.boxes.outbox.link_to(&results).unwrap();
+/// doubler.boxes.inbox.deliver(21).unwrap();
+/// doubler.boxes.control.deliver(axon::Ipc::producer_finished()).unwrap();
+///
+/// let sched = Scheduler::new();
+/// sched.activate(doubler);
+/// sched.run();
+/// assert_eq!(results.recv_now(), Some(42));
+/// ```
+pub trait Component: 'static {
+    /// The component's core: identity, boxes, children, linkages.
+    fn core(&self) -> &Core;
+
+    /// The component's behaviour. It runs until it returns.
+    fn main(self) -> impl Future<Output = ()> + 'static
+    where
+        Self: Sized;
+}
+
+/// A type-erased component, so chassis can hold components of different types.
+pub trait AnyComponent {
+    /// The component's core.
+    fn core(&self) -> &Core;
+
+    /// Turns the component into its `main` future.
+    fn into_main(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()>>>;
+}
+
+impl<C: Component> AnyComponent for C {
+    fn core(&self) -> &Core {
+        Component::core(self)
+    }
+
+    fn into_main(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin((*self).main())
+    }
+}
+
+impl fmt::Debug for dyn AnyComponent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.core(), f)
+    }
+}
+
+/// Kamaelia's default boxes: `inbox` and `control` in, `outbox` and `signal` out.
+///
+/// Embed it in a component to get the defaults with one line; `control` and `signal` carry the
+/// system messages ([`Ipc`](crate::Ipc)).
+pub struct Boxes<I: 'static, O: 'static> {
+    /// The component's core.
+    pub core: Core,
+    /// `inbox`: data to work on.
+    pub inbox: Inbox<I>,
+    /// `control`: shutdown requests and other system messages.
+    pub control: Inbox<crate::Ipc>,
+    /// `outbox`: results.
+    pub outbox: Outbox<O>,
+    /// `signal`: `producerFinished` / `shutdownMicroprocess` when this component ends.
+    pub signal: Outbox<crate::Ipc>,
+}
+
+impl<I: 'static, O: 'static> Boxes<I, O> {
+    /// Creates a core of kind `kind` with the four default boxes.
+    pub fn new(kind: &'static str) -> Self {
+        let core = Core::new(kind);
+        Self {
+            inbox: core.inbox("inbox", "data to work on"),
+            control: core.inbox("control", "shutdown requests and other system messages"),
+            outbox: core.outbox("outbox", "results"),
+            signal: core.outbox(
+                "signal",
+                "producerFinished / shutdownMicroprocess when this ends",
+            ),
+            core,
+        }
+    }
+}
+
+impl<I: 'static, O: 'static> Boxes<I, O> {
+    /// Waits for the next message: data on `inbox` first, then a message on `control`. Data queued
+    /// before a `producerFinished` is therefore seen before it.
+    pub async fn next(&self) -> Msg<I> {
+        loop {
+            if let Some(d) = self.inbox.recv_now() {
+                return Msg::Data(d);
+            }
+            if let Some(c) = self.control.recv_now() {
+                return Msg::Control(c);
+            }
+            self.core.pause().await;
+        }
+    }
+}
+
+/// What [`Boxes::next`] found.
+#[derive(Debug, Clone)]
+pub enum Msg<I> {
+    /// A message from `inbox`.
+    Data(I),
+    /// A message from `control`.
+    Control(crate::Ipc),
+}
+
+impl<I, O> fmt::Debug for Boxes<I, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.core, f)
+    }
+}
+
+/// A component made from a closure over [`Boxes`]: the quickest way to write a small component.
+///
+/// # Examples
+///
+/// ```
+/// use axon::{FnComponent, Scheduler};
+///
+/// use axon::{Ipc, Msg};
+///
+/// let upper = FnComponent::<String, String, _>::new("Upper", |b| async move {
+///     while let Msg::Data(s) = b.next().await {
+///         let _ = b.outbox.send(s.to_uppercase());
+///     }
+/// });
+/// let out = upper.core().inbox::<String>("results", "test sink");
+/// upper.boxes().outbox.link_to(&out).unwrap();
+/// upper.boxes().inbox.deliver("hi".to_owned()).unwrap();
+/// upper.boxes().control.deliver(Ipc::producer_finished()).unwrap();
+/// let sched = Scheduler::new();
+/// sched.activate(upper);
+/// sched.run();
+/// assert_eq!(out.recv_now().as_deref(), Some("HI"));
+/// ```
+pub struct FnComponent<I: 'static, O: 'static, F> {
+    boxes: Boxes<I, O>,
+    body: F,
+}
+
+impl<I, O, F, Fut> FnComponent<I, O, F>
+where
+    F: FnOnce(Boxes<I, O>) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    /// Creates a component of kind `kind` whose `main` is `body(boxes)`.
+    pub fn new(kind: &'static str, body: F) -> Self {
+        Self {
+            boxes: Boxes::new(kind),
+            body,
+        }
+    }
+
+    /// The component's boxes, for wiring before activation.
+    pub fn boxes(&self) -> &Boxes<I, O> {
+        &self.boxes
+    }
+
+    /// The component's core.
+    pub fn core(&self) -> &Core {
+        &self.boxes.core
+    }
+}
+
+impl<I, O, F> fmt::Debug for FnComponent<I, O, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.boxes.core, f)
+    }
+}
+
+impl<I, O, F, Fut> Component for FnComponent<I, O, F>
+where
+    F: FnOnce(Boxes<I, O>) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    fn core(&self) -> &Core {
+        &self.boxes.core
+    }
+
+    fn main(self) -> impl Future<Output = ()> + 'static {
+        (self.body)(self.boxes)
+    }
+}

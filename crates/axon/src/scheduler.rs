@@ -1,0 +1,820 @@
+//! The scheduler: a single-threaded, run-to-completion, cooperative executor of components
+//! (Axon's `Scheduler.py`).
+//!
+//! # How it runs
+//!
+//! Each *cycle* polls every component in the run queue once, fires expired timers, and then, if
+//! nothing is runnable, blocks in the [`Driver`] (the OS wait) until the nearest timer or a remote
+//! wake. It never spins. [`Scheduler::run`] repeats cycles until every component has finished;
+//! [`Scheduler::try_tick`] runs one cycle without blocking.
+//!
+//! A component is runnable after a message is delivered to any of its inboxes, a collection from an
+//! inbox its outbox feeds (when it asked for that), a timer it set, a child ending, or a wake from
+//! another thread through its [`Waker`](std::task::Waker). Wakes inside the scheduler are plain
+//! queue pushes: no atomics, no allocation.
+//!
+//! # Panics in components
+//!
+//! A component whose `main` panics is stopped: its future is dropped, its `signal` outbox (if it
+//! has an `Outbox<Ipc>` called `signal`) carries an [`Ipc::ErrorInformation`] with the panic
+//! message, the failure is recorded in [`Scheduler::failures`], and every other component keeps
+//! running. (Kamaelia's scheduler let the exception end the whole program; that is a bug.)
+//!
+//! # The OS wait hook
+//!
+//! By default the scheduler parks its thread. A [`Driver`] (the networking crate's `Selector`)
+//! replaces that with `epoll_wait`, so socket readiness and timers share one blocking call.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::boxes::Inbox;
+use crate::component::{AnyComponent, Component, ComponentCell, ComponentId, Core, State};
+use crate::error::Error;
+use crate::ipc::{ErrorInformation, Ipc};
+
+/// The queue of runnable components. Shared with every component activated on the scheduler so a
+/// delivery can make the owner runnable with one push.
+#[derive(Default)]
+pub(crate) struct RunQueue {
+    q: RefCell<VecDeque<Rc<ComponentCell>>>,
+}
+
+impl RunQueue {
+    #[inline]
+    pub(crate) fn push(&self, cell: Rc<ComponentCell>) {
+        self.q.borrow_mut().push_back(cell);
+    }
+
+    #[inline]
+    fn pop(&self) -> Option<Rc<ComponentCell>> {
+        self.q.borrow_mut().pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.q.borrow().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.q.borrow().is_empty()
+    }
+}
+
+/// Wakes the scheduler's thread out of [`Driver::park`]. Called from any thread.
+pub trait Unpark: Send + Sync {
+    /// Makes a current or the next `park` return promptly.
+    fn unpark(&self);
+}
+
+/// The scheduler's OS wait: what it blocks in when no component is runnable.
+///
+/// The default parks the thread. The networking crate's `Selector` installs a driver that waits in
+/// `epoll` and delivers socket readiness to the registered inboxes before returning.
+pub trait Driver {
+    /// Waits for events: up to `timeout`, forever if `None`, and only collects what is already
+    /// there if `Some(Duration::ZERO)`. May return early (spuriously).
+    ///
+    /// # Errors
+    ///
+    /// An OS error from the wait. The scheduler reports it and carries on.
+    fn park(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// A handle that makes `park` return, from any thread.
+    fn unparker(&self) -> Arc<dyn Unpark>;
+}
+
+/// The default [`Driver`]: parks the scheduler's thread.
+#[derive(Debug)]
+pub struct ThreadParker {
+    thread: Thread,
+}
+
+impl ThreadParker {
+    /// A parker for the calling thread.
+    pub fn new() -> Self {
+        Self {
+            thread: thread::current(),
+        }
+    }
+}
+
+impl Default for ThreadParker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct ThreadUnparker(Thread);
+
+impl Unpark for ThreadUnparker {
+    fn unpark(&self) {
+        self.0.unpark();
+    }
+}
+
+impl Driver for ThreadParker {
+    fn park(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match timeout {
+            None => thread::park(),
+            Some(d) if d.is_zero() => {}
+            Some(d) => thread::park_timeout(d),
+        }
+        Ok(())
+    }
+
+    fn unparker(&self) -> Arc<dyn Unpark> {
+        Arc::new(ThreadUnparker(self.thread.clone()))
+    }
+}
+
+/// Wakes that arrive from other threads, picked up by the scheduler at the top of each cycle.
+struct Remote {
+    flag: AtomicBool,
+    pending: Mutex<Vec<ComponentId>>,
+    unpark: Mutex<Arc<dyn Unpark>>,
+}
+
+impl Remote {
+    fn wake(&self, id: ComponentId) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
+        self.flag.store(true, AtomicOrdering::Release);
+        let unpark = self
+            .unpark
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        unpark.unpark();
+    }
+}
+
+/// The `Waker` each component is polled with: safe to use from any thread.
+struct RemoteWake {
+    remote: Arc<Remote>,
+    id: ComponentId,
+}
+
+impl Wake for RemoteWake {
+    fn wake(self: Arc<Self>) {
+        self.remote.wake(self.id);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.remote.wake(self.id);
+    }
+}
+
+struct TimerEntry {
+    deadline: Instant,
+    seq: u64,
+    cell: Weak<ComponentCell>,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for TimerEntry {}
+
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TimerEntry {
+    /// Reversed, so the `BinaryHeap` pops the earliest deadline first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
+}
+
+/// A component that panicked, as recorded by the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The component's id.
+    pub id: ComponentId,
+    /// The component's name.
+    pub name: String,
+    /// The panic message.
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Services {
+    services: HashMap<String, (Core, String)>,
+    values: HashMap<String, Box<dyn Any>>,
+}
+
+pub(crate) struct Inner {
+    runq: Rc<RunQueue>,
+    tasks: RefCell<HashMap<ComponentId, Rc<ComponentCell>>>,
+    timers: RefCell<BinaryHeap<TimerEntry>>,
+    timer_seq: Cell<u64>,
+    remote: Arc<Remote>,
+    driver: RefCell<Box<dyn Driver>>,
+    services: RefCell<Services>,
+    current: RefCell<Option<Rc<ComponentCell>>>,
+    failures: RefCell<Vec<Failure>>,
+    slowmo: Cell<Duration>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Vec<Rc<Inner>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `inner` the current scheduler of this thread until dropped.
+struct Enter;
+
+impl Enter {
+    fn new(inner: &Rc<Inner>) -> Self {
+        CURRENT.with(|c| c.borrow_mut().push(inner.clone()));
+        Self
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.borrow_mut().pop());
+    }
+}
+
+/// Runs `f` with the scheduler running on this thread, if any.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
+    CURRENT.with(|c| f(c.borrow().last()))
+}
+
+impl Inner {
+    /// Arms a timer that wakes the component being polled at `deadline`.
+    pub(crate) fn add_timer(&self, deadline: Instant) -> bool {
+        let Some(cell) = self.current.borrow().as_ref().map(Rc::downgrade) else {
+            return false;
+        };
+        let seq = self.timer_seq.get();
+        self.timer_seq.set(seq + 1);
+        self.timers.borrow_mut().push(TimerEntry {
+            deadline,
+            seq,
+            cell,
+        });
+        true
+    }
+}
+
+/// The cooperative scheduler (Axon's `scheduler`). One per thread; `!Send`.
+///
+/// # Examples
+///
+/// ```
+/// use axon::{FnComponent, Scheduler};
+///
+/// let sched = Scheduler::new();
+/// let hello = FnComponent::<(), (), _>::new("Hello", |_b| async move {
+///     axon::sleep(std::time::Duration::from_millis(1)).await;
+/// });
+/// let core = sched.activate(hello);
+/// sched.run();
+/// assert!(core.is_finished());
+/// ```
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Rc<Inner>,
+}
+
+impl Scheduler {
+    /// A scheduler that parks its thread when idle.
+    pub fn new() -> Self {
+        Self::with_driver(Box::new(ThreadParker::new()))
+    }
+
+    /// A scheduler that waits in `driver` when idle.
+    pub fn with_driver(driver: Box<dyn Driver>) -> Self {
+        let unpark = driver.unparker();
+        Self {
+            inner: Rc::new(Inner {
+                runq: Rc::default(),
+                tasks: RefCell::default(),
+                timers: RefCell::default(),
+                timer_seq: Cell::new(0),
+                remote: Arc::new(Remote {
+                    flag: AtomicBool::new(false),
+                    pending: Mutex::new(Vec::new()),
+                    unpark: Mutex::new(unpark),
+                }),
+                driver: RefCell::new(driver),
+                services: RefCell::default(),
+                current: RefCell::new(None),
+                failures: RefCell::default(),
+                slowmo: Cell::new(Duration::ZERO),
+            }),
+        }
+    }
+
+    /// The scheduler running on this thread, if called from inside a component (or from inside
+    /// [`Scheduler::run`] / [`Scheduler::try_tick`]).
+    pub fn current() -> Option<Self> {
+        with_current(|c| {
+            c.map(|inner| Self {
+                inner: inner.clone(),
+            })
+        })
+    }
+
+    /// Replaces the OS wait hook (the networking crate's `Selector` does this when it starts).
+    pub fn set_driver(&self, driver: Box<dyn Driver>) {
+        *self
+            .inner
+            .remote
+            .unpark
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = driver.unparker();
+        *self.inner.driver.borrow_mut() = driver;
+    }
+
+    /// Puts `delay` between cycles (Axon's `slowmo`), to watch a graph run slowly.
+    pub fn set_slowmo(&self, delay: Duration) {
+        self.inner.slowmo.set(delay);
+    }
+
+    /// Activates a component: it will be polled in the next cycle (Axon's `activate`). Returns its
+    /// core, so callers can watch it.
+    pub fn activate<C: Component>(&self, component: C) -> Core {
+        let core = component.core().clone();
+        self.activate_future(&core, Box::pin(component.main()));
+        core
+    }
+
+    /// Activates a type-erased component (see [`Scheduler::activate`]).
+    pub fn activate_boxed(&self, component: Box<dyn AnyComponent>) -> Core {
+        let core = component.core().clone();
+        self.activate_future(&core, component.into_main());
+        core
+    }
+
+    fn activate_future(&self, core: &Core, fut: Pin<Box<dyn Future<Output = ()>>>) {
+        let cell = &core.cell;
+        if cell.state.get() != State::Inactive || cell.runq.set(self.inner.runq.clone()).is_err() {
+            // Already activated (on this or another scheduler): activation is once only.
+            return;
+        }
+        *cell.future.borrow_mut() = Some(fut);
+        let _ = cell.waker.set(Waker::from(Arc::new(RemoteWake {
+            remote: self.inner.remote.clone(),
+            id: cell.id,
+        })));
+        cell.state.set(State::Queued);
+        self.inner.runq.push(cell.clone());
+        self.inner.tasks.borrow_mut().insert(cell.id, cell.clone());
+    }
+
+    /// Runs until every activated component has finished (Axon's `runThreads`). Blocks in the
+    /// driver when nothing is runnable.
+    pub fn run(&self) {
+        let _enter = Enter::new(&self.inner);
+        while self.cycle(true) {}
+    }
+
+    /// Runs one cycle without blocking; returns whether any component was polled (Kamaelia's
+    /// direct use of `main()` does not block either).
+    pub fn try_tick(&self) -> bool {
+        let _enter = Enter::new(&self.inner);
+        let before = self.inner.runq.len();
+        self.cycle(false);
+        before > 0
+    }
+
+    /// Runs cycles, without blocking, until no component is runnable or `max_cycles` have run.
+    /// Returns how many cycles ran. Handy in tests that step a graph by hand.
+    pub fn run_until_idle(&self, max_cycles: usize) -> usize {
+        let mut n = 0;
+        while n < max_cycles && self.try_tick() {
+            n += 1;
+        }
+        n
+    }
+
+    /// One cycle. Returns false once no component is left.
+    fn cycle(&self, may_block: bool) -> bool {
+        let inner = &self.inner;
+        self.take_remote_wakes();
+        for _ in 0..inner.runq.len() {
+            let Some(cell) = inner.runq.pop() else { break };
+            self.poll_component(cell);
+        }
+        self.fire_timers();
+        if inner.tasks.borrow().is_empty() {
+            return false;
+        }
+        let timeout = if may_block && inner.runq.is_empty() {
+            self.next_timer()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        self.park(timeout);
+        self.take_remote_wakes();
+        self.fire_timers();
+        let slowmo = inner.slowmo.get();
+        if !slowmo.is_zero() {
+            thread::sleep(slowmo);
+        }
+        true
+    }
+
+    fn park(&self, timeout: Option<Duration>) {
+        if let Err(e) = self.inner.driver.borrow_mut().park(timeout) {
+            // A failed OS wait is reported, not fatal: the next cycle waits again.
+            eprintln!("axon: scheduler wait failed: {e}");
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.inner.timers.borrow().peek().map(|t| t.deadline)
+    }
+
+    fn fire_timers(&self) {
+        let mut timers = self.inner.timers.borrow_mut();
+        if timers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while timers.peek().is_some_and(|t| t.deadline <= now) {
+            if let Some(cell) = timers.pop().and_then(|t| t.cell.upgrade()) {
+                cell.wake();
+            }
+        }
+    }
+
+    fn take_remote_wakes(&self) {
+        let remote = &self.inner.remote;
+        if !remote.flag.swap(false, AtomicOrdering::Acquire) {
+            return;
+        }
+        let ids = std::mem::take(
+            &mut *remote
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let tasks = self.inner.tasks.borrow();
+        for id in ids {
+            if let Some(cell) = tasks.get(&id) {
+                cell.wake();
+            }
+        }
+    }
+
+    #[inline]
+    fn poll_component(&self, cell: Rc<ComponentCell>) {
+        if cell.state.get() != State::Queued {
+            return; // a stale queue entry: paused or stopped since it was queued
+        }
+        if cell.stop_requested.get() {
+            self.finish(&cell, None);
+            return;
+        }
+        cell.state.set(State::Running);
+        cell.wants_collection.set(false);
+        let Some(waker) = cell.waker.get() else {
+            return; // unreachable: set at activation, before the cell is queued
+        };
+        let mut cx = Context::from_waker(waker);
+        let prev = self.inner.current.replace(Some(cell.clone()));
+        let result = {
+            let mut fut = cell.future.borrow_mut();
+            match fut.as_mut() {
+                Some(f) => catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(&mut cx))),
+                None => Ok(Poll::Ready(())),
+            }
+        };
+        *self.inner.current.borrow_mut() = prev;
+        match result {
+            Ok(Poll::Pending) => {
+                if cell.stop_requested.get() {
+                    self.finish(&cell, None);
+                } else if cell.state.get() == State::Running {
+                    cell.state.set(State::Sleeping);
+                }
+            }
+            Ok(Poll::Ready(())) => self.finish(&cell, None),
+            Err(payload) => self.finish(&cell, Some(panic_message(payload.as_ref()))),
+        }
+    }
+
+    /// Ends a component: drops its future, reports a panic, wakes its parents, removes the
+    /// linkages it made.
+    fn finish(&self, cell: &Rc<ComponentCell>, panic: Option<String>) {
+        if cell.state.get() == State::Finished {
+            return;
+        }
+        cell.state.set(State::Finished);
+        self.inner.tasks.borrow_mut().remove(&cell.id);
+        let fut = cell.future.borrow_mut().take();
+        let core = Core { cell: cell.clone() };
+        let drop_panic = catch_unwind(AssertUnwindSafe(move || drop(fut))).err();
+        let panic = panic.or_else(|| drop_panic.map(|p| panic_message(p.as_ref())));
+        if let Some(message) = panic {
+            self.inner.failures.borrow_mut().push(Failure {
+                id: cell.id,
+                name: cell.name(),
+                message: message.clone(),
+            });
+            if let Ok(signal) = core.outbox_named::<Ipc>("signal") {
+                let _ = signal.send(Ipc::ErrorInformation(ErrorInformation {
+                    caller: Some(cell.id),
+                    message: format!("component {} panicked: {message}", cell.name()),
+                }));
+            }
+        }
+        let parents = cell.with_extra(|e| e.parents.clone());
+        for p in parents.iter().filter_map(Weak::upgrade) {
+            p.wake();
+        }
+        core.unlink_all();
+    }
+
+    /// Stops a component from outside (Axon's `stop()`): it is not polled again, its future is
+    /// dropped, its parents are woken and its linkages removed. The scheduler and every other
+    /// component carry on. Stopping a finished or unknown component does nothing.
+    pub fn stop(&self, id: ComponentId) {
+        let cell = self.inner.tasks.borrow().get(&id).cloned();
+        if let Some(cell) = cell {
+            cell.stop_requested.set(true);
+            if cell.state.get() != State::Running {
+                self.finish(&cell, None);
+            }
+        }
+    }
+
+    /// Pauses a component from outside (Axon's `pauseThread`): it is not polled until something
+    /// wakes it. Pausing a paused, finished or unknown component does nothing.
+    pub fn pause(&self, id: ComponentId) {
+        if let Some(cell) = self.inner.tasks.borrow().get(&id) {
+            if matches!(cell.state.get(), State::Queued | State::Running) {
+                cell.state.set(State::Sleeping);
+            }
+        }
+    }
+
+    /// Wakes a component from outside (Axon's `wakeThread`). Waking a runnable, finished or unknown
+    /// component does nothing.
+    pub fn wake(&self, id: ComponentId) {
+        let cell = self.inner.tasks.borrow().get(&id).cloned();
+        if let Some(cell) = cell {
+            if cell.state.get() == State::Sleeping {
+                cell.wake();
+            }
+        }
+    }
+
+    /// Whether a component is paused. A component this scheduler does not know (never activated
+    /// here, or finished) counts as paused, as in Axon's `isThreadPaused`.
+    pub fn is_paused(&self, id: ComponentId) -> bool {
+        self.inner
+            .tasks
+            .borrow()
+            .get(&id)
+            .is_none_or(|c| c.state.get() == State::Sleeping)
+    }
+
+    /// Every activated, unfinished component, paused or not (Axon's `listAllThreads`).
+    pub fn components(&self) -> Vec<ComponentId> {
+        let mut ids: Vec<_> = self.inner.tasks.borrow().keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// How many activated components have not finished.
+    pub fn len(&self) -> usize {
+        self.inner.tasks.borrow().len()
+    }
+
+    /// Whether every activated component has finished.
+    pub fn is_empty(&self) -> bool {
+        self.inner.tasks.borrow().is_empty()
+    }
+
+    /// The components that panicked, oldest first.
+    pub fn failures(&self) -> Vec<Failure> {
+        self.inner.failures.borrow().clone()
+    }
+
+    /// Registers `component`'s inbox `inbox` as the service `name` (Axon's
+    /// `CoordinatingAssistantTracker.registerService`). Services are per scheduler.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ServiceAlreadyExists`] if the name is taken; [`Error::NoSuchBox`] if the component
+    /// has no such box (Axon's `BadInbox`).
+    pub fn register_service(&self, name: &str, component: &Core, inbox: &str) -> Result<(), Error> {
+        if !component.inboxes().iter().any(|(n, _)| n == inbox) {
+            return Err(Error::NoSuchBox {
+                component: component.name(),
+                name: inbox.to_owned(),
+            });
+        }
+        let mut s = self.inner.services.borrow_mut();
+        if s.services.contains_key(name) {
+            return Err(Error::ServiceAlreadyExists(name.to_owned()));
+        }
+        s.services
+            .insert(name.to_owned(), (component.clone(), inbox.to_owned()));
+        Ok(())
+    }
+
+    /// The component and inbox registered as `name` (Axon's `retrieveService`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchService`] if nothing is registered under that name.
+    pub fn service(&self, name: &str) -> Result<(Core, String), Error> {
+        self.inner
+            .services
+            .borrow()
+            .services
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchService(name.to_owned()))
+    }
+
+    /// The typed inbox registered as `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchService`], or [`Error::WrongBoxType`] if the inbox carries another type.
+    pub fn service_inbox<T: 'static>(&self, name: &str) -> Result<Inbox<T>, Error> {
+        let (core, inbox) = self.service(name)?;
+        core.inbox_named(&inbox)
+    }
+
+    /// Removes the service `name` (Axon's `deRegisterService`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchService`] if nothing is registered under that name (Axon's
+    /// `MultipleServiceDeletion`).
+    pub fn deregister_service(&self, name: &str) -> Result<(), Error> {
+        self.inner
+            .services
+            .borrow_mut()
+            .services
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| Error::NoSuchService(name.to_owned()))
+    }
+
+    /// The names of every registered service, sorted (Axon's `servicesRegistered`).
+    pub fn services(&self) -> Vec<String> {
+        let mut names: Vec<_> = self
+            .inner
+            .services
+            .borrow()
+            .services
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Starts tracking a named value (Axon's `trackValue`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NamespaceClash`] if the name is already tracked.
+    pub fn track_value<V: Any>(&self, name: &str, value: V) -> Result<(), Error> {
+        let mut s = self.inner.services.borrow_mut();
+        if s.values.contains_key(name) {
+            return Err(Error::NamespaceClash(name.to_owned()));
+        }
+        s.values.insert(name.to_owned(), Box::new(value));
+        Ok(())
+    }
+
+    /// Replaces a tracked value (Axon's `updateValue`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UndeclaredValue`] if the name is not tracked.
+    pub fn update_value<V: Any>(&self, name: &str, value: V) -> Result<(), Error> {
+        let mut s = self.inner.services.borrow_mut();
+        match s.values.get_mut(name) {
+            Some(v) => {
+                *v = Box::new(value);
+                Ok(())
+            }
+            None => Err(Error::UndeclaredValue(name.to_owned())),
+        }
+    }
+
+    /// A copy of a tracked value (Axon's `retrieveValue`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UndeclaredValue`] if the name is not tracked, [`Error::WrongValueType`] if it holds
+    /// another type.
+    pub fn value<V: Any + Clone>(&self, name: &str) -> Result<V, Error> {
+        let s = self.inner.services.borrow();
+        let v = s
+            .values
+            .get(name)
+            .ok_or_else(|| Error::UndeclaredValue(name.to_owned()))?;
+        v.downcast_ref::<V>()
+            .cloned()
+            .ok_or_else(|| Error::WrongValueType {
+                name: name.to_owned(),
+                requested: std::any::type_name::<V>(),
+            })
+    }
+
+    /// The names of every tracked value, sorted (Axon's `informationItemsLogged`).
+    pub fn values(&self) -> Vec<String> {
+        let mut names: Vec<_> = self
+            .inner
+            .services
+            .borrow()
+            .values
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("components", &self.inner.tasks.borrow().len())
+            .field("runnable", &self.inner.runq.len())
+            .field("timers", &self.inner.timers.borrow().len())
+            .finish()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Break the cycles component -> future -> boxes -> component of components that never
+        // finished, so dropping a scheduler frees them.
+        for cell in self.tasks.get_mut().values() {
+            cell.state.set(State::Finished);
+            let fut = cell.future.borrow_mut().take();
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(fut)));
+        }
+    }
+}
+
+/// Activates a component on the scheduler running on this thread (from inside another component).
+///
+/// # Errors
+///
+/// [`Error::NoScheduler`] if no scheduler is running on this thread.
+pub fn spawn<C: Component>(component: C) -> Result<Core, Error> {
+    Scheduler::current()
+        .map(|s| s.activate(component))
+        .ok_or(Error::NoScheduler)
+}
+
+/// Activates a type-erased component on the scheduler running on this thread.
+///
+/// # Errors
+///
+/// [`Error::NoScheduler`] if no scheduler is running on this thread.
+pub fn spawn_boxed(component: Box<dyn AnyComponent>) -> Result<Core, Error> {
+    Scheduler::current()
+        .map(|s| s.activate_boxed(component))
+        .ok_or(Error::NoScheduler)
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,118 @@
+//! Timers: [`sleep`], [`sleep_until`] and [`timeout`], driven by the scheduler's timer heap.
+//!
+//! A sleeping component costs nothing: the scheduler blocks in its driver until the earliest
+//! deadline, then wakes the component that set it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::scheduler::with_current;
+
+/// Waits for `duration`. Must be awaited inside a component running on a scheduler.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use axon::{FnComponent, Scheduler};
+///
+/// let sched = Scheduler::new();
+/// let started = Instant::now();
+/// sched.activate(FnComponent::<(), (), _>::new("Napper", |_b| async move {
+///     axon::sleep(Duration::from_millis(5)).await;
+/// }));
+/// sched.run();
+/// assert!(started.elapsed() >= Duration::from_millis(5));
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(Instant::now() + duration)
+}
+
+/// Waits until `deadline`. Must be awaited inside a component running on a scheduler.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        armed: false,
+    }
+}
+
+/// The future returned by [`sleep`] and [`sleep_until`].
+///
+/// # Panics
+///
+/// Polling it outside a component running on an axon scheduler panics: there is no timer heap to
+/// wake it.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    armed: bool,
+}
+
+impl Sleep {
+    /// When the sleep ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline (the timer is re-armed on the next poll).
+    pub fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.armed = false;
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        if !self.armed {
+            let deadline = self.deadline;
+            let armed = with_current(|s| s.is_some_and(|s| s.add_timer(deadline)));
+            assert!(
+                armed,
+                "axon::sleep polled outside a component running on an axon scheduler"
+            );
+            self.armed = true;
+        }
+        Poll::Pending
+    }
+}
+
+/// Runs `future`, giving up after `duration`.
+///
+/// # Errors
+///
+/// [`Elapsed`] if the time ran out first; `future` is dropped.
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let mut future = std::pin::pin!(future);
+    let mut timer = sleep(duration);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut timer).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// The error of [`timeout`]: the time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
