@@ -71,6 +71,9 @@ struct Links<T> {
     resolved: Option<Rc<BoxNode<T>>>,
     /// For a final box: the owners of every outbox that feeds it, woken on collection.
     producers: Vec<Weak<ComponentCell>>,
+    /// How many times this box has been linked to a target: tells a link from a later one between
+    /// the same two boxes.
+    epoch: u64,
 }
 
 impl<T> Default for Links<T> {
@@ -80,6 +83,7 @@ impl<T> Default for Links<T> {
             sources: Vec::new(),
             resolved: None,
             producers: Vec::new(),
+            epoch: 0,
         }
     }
 }
@@ -243,6 +247,7 @@ impl<T: 'static> BoxNode<T> {
         {
             let mut l = src.links_mut();
             l.target = Some(dst.clone());
+            l.epoch += 1;
             l.resolved = Some(fin.clone());
             l.producers.clear();
         }
@@ -302,6 +307,8 @@ pub(crate) trait ErasedBox {
     fn unlink(self: Rc<Self>);
     /// Whether this box currently feeds `sink` directly.
     fn feeds(&self, sink: &dyn ErasedBox) -> bool;
+    /// How many times this box has been linked to a target (0 if never).
+    fn link_epoch(&self) -> u64;
     /// Cuts every link to and from this box.
     fn detach(self: Rc<Self>);
     /// A new box carrying the same type, owned by `owner`.
@@ -366,6 +373,10 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
     fn feeds(&self, sink: &dyn ErasedBox) -> bool {
         self.target()
             .is_some_and(|t| std::ptr::addr_eq(Rc::as_ptr(&t), sink as *const dyn ErasedBox))
+    }
+
+    fn link_epoch(&self) -> u64 {
+        self.links.borrow().as_deref().map_or(0, |l| l.epoch)
     }
 
     fn detach(self: Rc<Self>) {

@@ -64,6 +64,7 @@ pub(crate) struct ComponentCell {
     pub(crate) wants_collection: Cell<bool>,
     /// A stop was requested from outside; the scheduler ends the component instead of polling it.
     pub(crate) stop_requested: Cell<bool>,
+    pub(crate) daemon: Cell<bool>,
     pub(crate) runq: OnceCell<Rc<RunQueue>>,
     pub(crate) future: RefCell<Option<LocalFuture>>,
     pub(crate) waker: OnceCell<Waker>,
@@ -151,6 +152,7 @@ impl Core {
                 state: Cell::new(State::Inactive),
                 wants_collection: Cell::new(false),
                 stop_requested: Cell::new(false),
+                daemon: Cell::new(false),
                 runq: OnceCell::new(),
                 future: RefCell::new(None),
                 waker: OnceCell::new(),
@@ -317,14 +319,42 @@ impl Core {
 
     /// Kamaelia's `pause()`: sleeps until something wakes this component — a delivery to any of
     /// its inboxes, a collection from an inbox one of its outboxes feeds, a child ending, a timer,
-    /// or a remote wake. Returns at once if an inbox already holds data.
+    /// or a remote wake. As in Axon, it does not look at the inboxes: check them first (a delivery
+    /// while the component runs makes it runnable again, so nothing is missed).
     ///
     /// Must be awaited from this component's own `main`.
     pub fn pause(&self) -> Pause<'_> {
         Pause {
             core: self,
             slept: false,
+            collection: true,
         }
+    }
+
+    /// Like [`Core::pause`], but a collection downstream does not wake the component. For hot loops
+    /// that only wait for deliveries, timers or remote wakes.
+    pub fn pause_for_delivery(&self) -> Pause<'_> {
+        Pause {
+            core: self,
+            slept: false,
+            collection: false,
+        }
+    }
+
+    /// Marks the component as a daemon (or not): [`Scheduler::run`](crate::Scheduler::run)
+    /// returns once only daemons are left, stopping them. Services such as a selector are daemons,
+    /// so a program ends when its real work does.
+    pub fn set_daemon(&self, daemon: bool) {
+        if self.cell.daemon.replace(daemon) != daemon && self.cell.state.get() != State::Finished {
+            if let Some(q) = self.cell.runq.get() {
+                q.adjust_daemons(daemon);
+            }
+        }
+    }
+
+    /// Whether the component is a daemon (see [`Core::set_daemon`]).
+    pub fn is_daemon(&self) -> bool {
+        self.cell.daemon.get()
     }
 
     /// Waits until some inbox of this component holds a message, then returns its name.
@@ -588,17 +618,20 @@ impl fmt::Display for Core {
 pub struct Pause<'a> {
     core: &'a Core,
     slept: bool,
+    collection: bool,
 }
 
 impl Future for Pause<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
-        if self.slept || self.core.any_ready().is_some() {
+        if self.slept {
             return Poll::Ready(());
         }
         self.slept = true;
-        self.core.cell.wants_collection.set(true);
+        if self.collection {
+            self.core.cell.wants_collection.set(true);
+        }
         Poll::Pending
     }
 }

@@ -85,15 +85,15 @@ mod error;
 pub mod ipc;
 mod linkage;
 mod scheduler;
-
+mod threaded;
 mod time;
 
 pub use boxes::{Inbox, Outbox, Recv, SendWait};
-pub use chassis::Pipeline;
+pub use chassis::{Graphline, Pipeline};
 pub use component::{AnyComponent, Boxes, Component, ComponentId, Core, FnComponent, Msg, Pause};
 pub use error::{Error, NoSpaceInBox};
 pub use ipc::Ipc;
 pub use linkage::{link, Linkable, Linkage};
 pub use scheduler::{spawn, spawn_boxed, Driver, Failure, Scheduler, ThreadParker, Unpark};
-
-pub use time::{sleep, sleep_until, timeout, Elapsed, Sleep};
+pub use threaded::{ThreadContext, ThreadedComponent};
+pub use time::{sleep, sleep_until, timeout, yield_now, Elapsed, Sleep, YieldNow};

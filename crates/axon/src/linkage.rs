@@ -100,14 +100,22 @@ pub(crate) fn link_erased(
     sink: Rc<dyn ErasedBox>,
 ) -> Result<Linkage, Error> {
     source.clone().link_to(&sink)?;
+    let epoch = source.link_epoch();
     Ok(Linkage {
-        inner: Rc::new(LinkageInner { source, sink }),
+        inner: Rc::new(LinkageInner {
+            source,
+            sink,
+            epoch,
+        }),
     })
 }
 
 struct LinkageInner {
     source: Rc<dyn ErasedBox>,
     sink: Rc<dyn ErasedBox>,
+    /// The source's link epoch when this link was made: a later link between the same boxes is
+    /// another linkage.
+    epoch: u64,
 }
 
 /// A handle to one link between two boxes (Axon's `linkage`). Clones refer to the same link.
@@ -130,6 +138,7 @@ impl Linkage {
     /// Whether the link is still in place.
     pub fn is_live(&self) -> bool {
         self.inner.source.feeds(&*self.inner.sink)
+            && self.inner.source.link_epoch() == self.inner.epoch
     }
 
     /// The passthrough mode: 0 outbox→inbox, 1 inbox→inbox, 2 outbox→outbox.

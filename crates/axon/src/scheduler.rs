@@ -46,14 +46,25 @@ use crate::component::{AnyComponent, Component, ComponentCell, ComponentId, Core
 use crate::error::Error;
 use crate::ipc::{ErrorInformation, Ipc};
 
+/// How many components `run` polls before it checks timers and the driver again.
+const POLL_BUDGET: usize = 128;
+
 /// The queue of runnable components. Shared with every component activated on the scheduler so a
 /// delivery can make the owner runnable with one push.
 #[derive(Default)]
 pub(crate) struct RunQueue {
     q: RefCell<VecDeque<Rc<ComponentCell>>>,
+    /// How many live components are daemons.
+    daemons: Cell<usize>,
 }
 
 impl RunQueue {
+    pub(crate) fn adjust_daemons(&self, up: bool) {
+        let n = self.daemons.get();
+        self.daemons
+            .set(if up { n + 1 } else { n.saturating_sub(1) });
+    }
+
     #[inline]
     pub(crate) fn push(&self, cell: Rc<ComponentCell>) {
         self.q.borrow_mut().push_back(cell);
@@ -62,6 +73,11 @@ impl RunQueue {
     #[inline]
     fn pop(&self) -> Option<Rc<ComponentCell>> {
         self.q.borrow_mut().pop_front()
+    }
+
+    /// Removes every entry for `cell`.
+    fn remove(&self, cell: &Rc<ComponentCell>) {
+        self.q.borrow_mut().retain(|c| !Rc::ptr_eq(c, cell));
     }
 
     fn len(&self) -> usize {
@@ -262,6 +278,17 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
 }
 
 impl Inner {
+    /// Re-queues the component being polled; false if none is.
+    pub(crate) fn wake_current(&self) -> bool {
+        match self.current.borrow().as_ref() {
+            Some(cell) => {
+                cell.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Arms a timer that wakes the component being polled at `deadline`.
     pub(crate) fn add_timer(&self, deadline: Instant) -> bool {
         let Some(cell) = self.current.borrow().as_ref().map(Rc::downgrade) else {
@@ -380,21 +407,34 @@ impl Scheduler {
             id: cell.id,
         })));
         cell.state.set(State::Queued);
+        if cell.daemon.get() {
+            self.inner.runq.adjust_daemons(true);
+        }
         self.inner.runq.push(cell.clone());
         self.inner.tasks.borrow_mut().insert(cell.id, cell.clone());
     }
 
     /// Runs until every activated component has finished (Axon's `runThreads`). Blocks in the
     /// driver when nothing is runnable.
+    ///
+    /// Daemon components ([`Core::set_daemon`]) do not keep it running: once only daemons are
+    /// left, they are stopped and `run` returns.
     pub fn run(&self) {
         let _enter = Enter::new(&self.inner);
         while self.cycle(true) {}
+        let daemons: Vec<_> = self.inner.tasks.borrow().values().cloned().collect();
+        for cell in daemons {
+            self.finish(&cell, None);
+        }
     }
 
     /// Runs one cycle without blocking; returns whether any component was polled (Kamaelia's
     /// direct use of `main()` does not block either).
     pub fn try_tick(&self) -> bool {
         let _enter = Enter::new(&self.inner);
+        // Wakes that arrived between ticks (other threads, expired timers) count as runnable now.
+        self.take_remote_wakes();
+        self.fire_timers();
         let before = self.inner.runq.len();
         self.cycle(false);
         before > 0
@@ -414,12 +454,20 @@ impl Scheduler {
     fn cycle(&self, may_block: bool) -> bool {
         let inner = &self.inner;
         self.take_remote_wakes();
-        for _ in 0..inner.runq.len() {
+        // `try_tick` polls what was runnable at the start of the cycle, once each. `run` keeps
+        // going while there is work, up to a budget, before it looks at timers and the OS: fewer
+        // `epoll_wait` calls when components hand messages to each other.
+        let budget = if may_block {
+            inner.runq.len().max(POLL_BUDGET)
+        } else {
+            inner.runq.len()
+        };
+        for _ in 0..budget {
             let Some(cell) = inner.runq.pop() else { break };
             self.poll_component(cell);
         }
         self.fire_timers();
-        if inner.tasks.borrow().is_empty() {
+        if inner.tasks.borrow().len() <= inner.runq.daemons.get() {
             return false;
         }
         let timeout = if may_block && inner.runq.is_empty() {
@@ -525,7 +573,9 @@ impl Scheduler {
             return;
         }
         cell.state.set(State::Finished);
-        self.inner.tasks.borrow_mut().remove(&cell.id);
+        if self.inner.tasks.borrow_mut().remove(&cell.id).is_some() && cell.daemon.get() {
+            self.inner.runq.adjust_daemons(false);
+        }
         let fut = cell.future.borrow_mut().take();
         let core = Core { cell: cell.clone() };
         let drop_panic = catch_unwind(AssertUnwindSafe(move || drop(fut))).err();
@@ -557,6 +607,9 @@ impl Scheduler {
         let cell = self.inner.tasks.borrow().get(&id).cloned();
         if let Some(cell) = cell {
             cell.stop_requested.set(true);
+            if cell.state.get() == State::Queued {
+                self.inner.runq.remove(&cell);
+            }
             if cell.state.get() != State::Running {
                 self.finish(&cell, None);
             }
@@ -567,6 +620,10 @@ impl Scheduler {
     /// wakes it. Pausing a paused, finished or unknown component does nothing.
     pub fn pause(&self, id: ComponentId) {
         if let Some(cell) = self.inner.tasks.borrow().get(&id) {
+            if cell.state.get() == State::Queued {
+                // Drop its queue entry, so a later wake queues it once, not twice.
+                self.inner.runq.remove(cell);
+            }
             if matches!(cell.state.get(), State::Queued | State::Running) {
                 cell.state.set(State::Sleeping);
             }

@@ -116,3 +116,31 @@ impl fmt::Display for Elapsed {
 }
 
 impl std::error::Error for Elapsed {}
+
+/// Lets every other runnable component run before this one continues: the component goes to the
+/// back of the run queue. Use it to bound the work done per wake-up.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        if !with_current(|s| s.is_some_and(|s| s.wake_current())) {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}

@@ -5,6 +5,8 @@
 //!   the next `control`.
 //! * [`Graphline`] wires named children by an explicit table of linkages.
 
+mod graphline;
 mod pipeline;
 
+pub use graphline::Graphline;
 pub use pipeline::Pipeline;

@@ -1,7 +1,10 @@
 //! [`Pipeline`]: children wired in a line (Kamaelia's `Kamaelia.Chassis.Pipeline`).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use crate::boxes::{Direction, ErasedBox};
 use crate::component::{AnyComponent, Component, Core};
@@ -166,16 +169,47 @@ impl Component for Pipeline {
 
 /// Waits until every child of `core` has ended, removing each as it stops.
 pub(crate) async fn wait_for_children(core: &Core) {
-    loop {
-        for child in core.children() {
-            if child.is_finished() {
-                core.remove_child(&child);
-            }
+    while !reap_children(core) {
+        sleep_until_woken().await;
+    }
+}
+
+/// Removes the children of `core` that have ended; returns whether none is left.
+pub(crate) fn reap_children(core: &Core) -> bool {
+    for child in core.children() {
+        if child.is_finished() {
+            core.remove_child(&child);
         }
-        if core.children().is_empty() {
-            return;
+    }
+    core.children().is_empty()
+}
+
+/// Sleeps until the component is next woken (a child ending, a delivery), even if one of its inboxes
+/// holds data.
+///
+/// [`Core::pause`] returns at once while an inbox holds data, but a chassis never reads its
+/// passthrough inboxes: once the child one forwarded to has ended, a message sent to it stays there
+/// for good, and a loop on `pause` would spin without ever yielding to the scheduler.
+pub(crate) fn sleep_until_woken() -> SleepUntilWoken {
+    SleepUntilWoken { slept: false }
+}
+
+/// The future returned by [`sleep_until_woken`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub(crate) struct SleepUntilWoken {
+    slept: bool,
+}
+
+impl Future for SleepUntilWoken {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.slept {
+            return Poll::Ready(());
         }
-        core.pause().await;
+        self.slept = true;
+        Poll::Pending
     }
 }
 

@@ -1,0 +1,293 @@
+//! The `kamaelia` command: an echo/chat/discard server, a netcat-like client and a TCP relay, each a
+//! small graph of components.
+//!
+//! ```text
+//! kamaelia serve   [--listen ADDR] [--protocol echo|chat|discard] [--drain-timeout SECS]
+//! kamaelia connect HOST:PORT
+//! kamaelia relay   --listen ADDR --to HOST:PORT [--drain-timeout SECS]
+//! ```
+//!
+//! Servers print exactly one line, `listening on IP:PORT`, to stdout once they accept; logs go to
+//! stderr. Bad input gives one `error:` line on stderr and a non-zero exit.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use axon::{
+    Boxes, Core, FnComponent, Inbox, Ipc, Msg, Scheduler, ThreadContext, ThreadedComponent,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use kamaelia::chassis::{ServerConfig, ServerCore};
+use kamaelia::internet::{TcpClient, TcpClientConfig};
+use kamaelia::protocols::{chat, relay, Discard, Echo};
+use kamaelia::util::{reader, writer};
+
+/// Kamaelia's component networking: servers, clients and relays built from components.
+#[derive(Debug, Parser)]
+#[command(name = "kamaelia", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a server: one protocol handler per connection.
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:1601")]
+        listen: String,
+        /// The protocol each connection speaks.
+        #[arg(long, value_enum, default_value_t = Protocol::Echo)]
+        protocol: Protocol,
+        /// On SIGINT/SIGTERM, how long open connections may take to finish before they are closed.
+        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+        drain_timeout: f64,
+    },
+    /// Connect to HOST:PORT: stdin goes to the socket, the socket to stdout.
+    Connect {
+        /// Where to connect, e.g. 127.0.0.1:1601, [::1]:1601 or localhost:1601.
+        target: String,
+        /// How long to wait for the connection, per address.
+        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+        connect_timeout: f64,
+    },
+    /// A TCP proxy: each accepted connection is relayed to HOST:PORT.
+    Relay {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// Where to relay to.
+        #[arg(long)]
+        to: String,
+        /// On SIGINT/SIGTERM, how long open connections may take to finish before they are closed.
+        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+        drain_timeout: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Protocol {
+    Echo,
+    Chat,
+    Discard,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and exit 0; usage errors print and exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KAMAELIA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Serve {
+            listen,
+            protocol,
+            drain_timeout,
+        } => serve(&listen, protocol, seconds(drain_timeout, "--drain-timeout")),
+        Command::Connect {
+            target,
+            connect_timeout,
+        } => connect(&target, seconds(connect_timeout, "--connect-timeout")),
+        Command::Relay {
+            listen,
+            to,
+            drain_timeout,
+        } => relay_cmd(&listen, &to, seconds(drain_timeout, "--drain-timeout")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(s: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| anyhow!("{flag} must be a non-negative number of seconds, not {s}"))
+}
+
+/// Splits `HOST:PORT` (the host may be `[v6]`).
+fn host_port(target: &str) -> Result<(String, u16)> {
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("invalid address {target:?}: expected HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow!("invalid address {target:?}: bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("invalid address {target:?}: missing host");
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Resolves a listen address (`IP:PORT` or `HOST:PORT`) to its first socket address.
+fn listen_addr(listen: &str) -> Result<SocketAddr> {
+    if let Ok(a) = listen.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let (host, port) = host_port(listen)?;
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .with_context(|| format!("invalid listen address {listen:?}"))?
+        .next()
+        .ok_or_else(|| anyhow!("invalid listen address {listen:?}: resolves to nothing"))
+}
+
+/// A daemon component that turns SIGINT/SIGTERM into `producerFinished` (graceful shutdown) on its
+/// `outbox`; a second signal exits the process at once.
+fn signal_watcher() -> Result<ThreadedComponent<(), Ipc>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    let watcher = ThreadedComponent::new("SignalWatcher", move |ctx: ThreadContext<(), Ipc>| {
+        let mut seen = 0;
+        for sig in signals.forever() {
+            seen += 1;
+            if seen > 1 {
+                eprintln!("second signal: exiting now");
+                std::process::exit(128 + sig);
+            }
+            ctx.send(Ipc::producer_finished());
+        }
+    });
+    watcher.core().set_daemon(true);
+    Ok(watcher)
+}
+
+/// Runs a ServerCore until it is shut down by a signal; reports the drain on stderr.
+fn run_server(server: ServerCore, drain: Duration) -> Result<ExitCode> {
+    let sched = Scheduler::new();
+    let addr = server.local_addr();
+    let watcher = signal_watcher()?;
+    axon::link(&watcher.boxes().outbox, server.control())?;
+    let report: Inbox<Ipc> = Core::new("Main").inbox("inbox", "the server's end-of-run report");
+    server.signal().link_to(&report)?;
+    sched.activate(watcher);
+    sched.activate(server);
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, ?drain, "serving");
+    sched.run();
+    if let Some(Ipc::ProducerFinished(p)) = report.recv_now() {
+        if let Some(m) = p.message {
+            eprintln!("{m}");
+        }
+    }
+    for f in sched.failures() {
+        eprintln!("warning: component {} panicked: {}", f.name, f.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(listen: &str, protocol: Protocol, drain: Result<Duration>) -> Result<ExitCode> {
+    let drain = drain?;
+    let addr = listen_addr(listen)?;
+    let config = ServerConfig::default().drain_deadline(drain);
+    let server = match protocol {
+        Protocol::Echo => ServerCore::new(addr, |_| Box::new(Echo::new()), config),
+        Protocol::Discard => ServerCore::new(addr, |_| Box::new(Discard::new()), config),
+        Protocol::Chat => ServerCore::new(addr, chat::factory("chat"), config),
+    }
+    .with_context(|| format!("cannot listen on {addr}"))?;
+    run_server(server, drain)
+}
+
+fn relay_cmd(listen: &str, to: &str, drain: Result<Duration>) -> Result<ExitCode> {
+    let drain = drain?;
+    let addr = listen_addr(listen)?;
+    let (host, port) = host_port(to)?;
+    let config = ServerConfig::default().drain_deadline(drain);
+    let server = ServerCore::new(
+        addr,
+        relay::factory(&host, port, TcpClientConfig::default()),
+        config,
+    )
+    .with_context(|| format!("cannot listen on {addr}"))?;
+    run_server(server, drain)
+}
+
+/// What the client's `signal` said about how the connection went.
+#[derive(Default)]
+struct Outcome {
+    error: Option<String>,
+}
+
+fn connect(target: &str, timeout: Result<Duration>) -> Result<ExitCode> {
+    let timeout = timeout?;
+    let (host, port) = host_port(target)?;
+    let sched = Scheduler::new();
+    let input = reader(std::io::stdin());
+    // Reading stdin must not keep the program alive once the peer has closed.
+    input.core().set_daemon(true);
+    let client = TcpClient::new(
+        &host,
+        port,
+        TcpClientConfig::default().connect_timeout(timeout),
+    );
+    let output = writer(std::io::stdout());
+    let outcome = Rc::new(RefCell::new(Outcome::default()));
+
+    // Watches the client's signal: passes end-of-stream on to the writer, keeps the error if any.
+    let seen = outcome.clone();
+    let target_name = target.to_owned();
+    let monitor =
+        FnComponent::<Ipc, Ipc, _>::new("ConnectMonitor", move |b: Boxes<Ipc, Ipc>| async move {
+            loop {
+                match b.next().await {
+                    Msg::Data(Ipc::SocketShutdown(s)) => {
+                        if s.connection.is_none() {
+                            seen.borrow_mut().error =
+                                Some(format!("cannot connect to {target_name}: {}", s.reason));
+                        } else if !s.reason.is_clean() {
+                            seen.borrow_mut().error =
+                                Some(format!("connection to {target_name} failed: {}", s.reason));
+                        }
+                        let _ = b.outbox.send(Ipc::producer_finished());
+                        return;
+                    }
+                    Msg::Data(m) if m.is_producer_finished() => {
+                        let _ = b.outbox.send(m);
+                    }
+                    Msg::Data(_) => {}
+                    Msg::Control(_) => return,
+                }
+            }
+        });
+    axon::link(&input.boxes().outbox, client.inbox())?;
+    axon::link(&input.boxes().signal, client.control())?;
+    axon::link(client.outbox(), &output.boxes().inbox)?;
+    axon::link(client.signal(), &monitor.boxes().inbox)?;
+    axon::link(&monitor.boxes().outbox, &output.boxes().control)?;
+    sched.activate(input);
+    sched.activate(client);
+    sched.activate(monitor);
+    sched.activate(output);
+    sched.run();
+    let error = outcome.borrow_mut().error.take();
+    match error {
+        Some(e) => bail!(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

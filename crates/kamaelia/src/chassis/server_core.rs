@@ -1,0 +1,370 @@
+//! [`ServerCore`] and [`SimpleServer`]: a TCP server that runs one protocol-handler component per
+//! connection (Kamaelia's `Kamaelia.Chassis.ConnectedServer`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axon::ipc::{ConnectionId, ConnectionInfo, ProducerFinished, ShutdownCsa, SocketShutdown};
+use axon::{AnyComponent, Component, Core, Error, Inbox, Ipc, Linkage, Outbox, Scheduler};
+use bytes::Bytes;
+
+use crate::internet::{ServerEvent, TcpServer, TcpServerConfig};
+
+/// Makes the protocol handler for a new connection, given its id and addresses (Kamaelia's
+/// `protocol(peer=…, peerport=…, localip=…, localport=…)`).
+pub type ProtocolFactory = Box<dyn FnMut(&ConnectionInfo) -> Box<dyn AnyComponent>>;
+
+/// Settings for a [`ServerCore`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The listener and connection settings.
+    pub tcp: TcpServerConfig,
+    /// Size limit of each handler's `inbox`, in messages: when the handler falls behind, its
+    /// connection stops reading.
+    pub handler_inbox_size: usize,
+    /// How long a graceful shutdown waits for connections to finish before closing them.
+    pub drain_deadline: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            tcp: TcpServerConfig::default(),
+            handler_inbox_size: 64,
+            drain_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the graceful-shutdown deadline.
+    pub fn drain_deadline(mut self, d: Duration) -> Self {
+        self.drain_deadline = d;
+        self
+    }
+
+    /// Sets the listener and connection settings.
+    pub fn tcp(mut self, tcp: TcpServerConfig) -> Self {
+        self.tcp = tcp;
+        self
+    }
+}
+
+/// One live connection: its adapter, its handler and the links the server made between them.
+struct Connection {
+    csa: Core,
+    handler: Option<Core>,
+    handler_control: Option<Inbox<Ipc>>,
+    csa_control: Inbox<Ipc>,
+    serversignal: Option<Linkage>,
+}
+
+/// A TCP server that makes one protocol handler per connection and wires it to the connection's
+/// [`ConnectedSocketAdapter`](crate::internet::ConnectedSocketAdapter) (Kamaelia's `ServerCore`).
+///
+/// A handler is any component with `inbox: Inbox<Bytes>`, `outbox: Outbox<Bytes>`,
+/// `control: Inbox<Ipc>` and `signal: Outbox<Ipc>`, and optionally `serversignal: Outbox<Ipc>`.
+///
+/// # Inboxes
+///
+/// * `control` — `shutdownMicroprocess` or `serverShutdown`: close every connection now and end;
+///   `producerFinished`: graceful shutdown — stop accepting, let connections finish, force-close
+///   the rest after [`ServerConfig::drain_deadline`], then end.
+/// * `_socketactivity` — [`ServerEvent`]s from the [`TcpServer`].
+///
+/// # Outboxes
+///
+/// * `signal` — when the server ends: `producerFinished` whose message says how many connections
+///   were drained and how many forced closed.
+/// * `_serversignal` — to the `TcpServer`'s `control`.
+///
+/// # How it works
+///
+/// For each new connection the factory is called with the connection id, peer and local addresses,
+/// and the handler is wired to the adapter as Kamaelia does:
+///
+/// | from | to |
+/// |---|---|
+/// | adapter `outbox` | handler `inbox` (bounded: a slow handler slows the peer) |
+/// | handler `outbox` | adapter `inbox` |
+/// | handler `signal` | adapter `control` (the handler ends the connection) |
+/// | adapter `signal` | handler `control` (the peer finished sending, then `shutdownCSA`) |
+/// | handler `serversignal`, if any | server `control` (a handler can stop the server) |
+///
+/// Both become children; the adapter is activated first, then the handler. When a connection ends,
+/// the handler gets `socketShutdown` on `control`, the adapter `shutdownMicroprocess`, and the
+/// links are removed. A wiring error (a handler with wrong box types) is logged and closes that
+/// connection; the server carries on.
+///
+/// # Shutdown
+///
+/// See `control`. Either way the listener closes first, so no new connection is accepted.
+pub struct ServerCore {
+    core: Core,
+    control: Inbox<Ipc>,
+    activity: Inbox<ServerEvent>,
+    serversignal: Outbox<Ipc>,
+    signal: Outbox<Ipc>,
+    server: Option<TcpServer>,
+    local_addr: SocketAddr,
+    factory: ProtocolFactory,
+    config: ServerConfig,
+}
+
+impl ServerCore {
+    /// Binds `addr` and makes a server whose handlers come from `factory`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error from `bind` / `listen`.
+    pub fn new(
+        addr: SocketAddr,
+        factory: impl FnMut(&ConnectionInfo) -> Box<dyn AnyComponent> + 'static,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
+        let server = TcpServer::bind(addr, config.tcp.clone())?;
+        let core = Core::new("ServerCore");
+        let sc = Self {
+            control: core.inbox(
+                "control",
+                "shutdownMicroprocess: close all now; producerFinished: drain then stop",
+            ),
+            activity: core.inbox(
+                "_socketactivity",
+                "new and closed connections from the TcpServer",
+            ),
+            serversignal: core.outbox("_serversignal", "to the TcpServer's control"),
+            signal: core.outbox("signal", "producerFinished when the server has ended"),
+            core,
+            local_addr: server.local_addr(),
+            server: None,
+            factory: Box::new(factory),
+            config,
+        };
+        axon::link(server.protocol_handler_signal(), &sc.activity).map_err(io::Error::other)?;
+        axon::link(&sc.serversignal, server.control()).map_err(io::Error::other)?;
+        Ok(Self {
+            server: Some(server),
+            ..sc
+        })
+    }
+
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `control`: shutdown requests.
+    pub fn control(&self) -> &Inbox<Ipc> {
+        &self.control
+    }
+
+    /// `signal`: the end-of-server report.
+    pub fn signal(&self) -> &Outbox<Ipc> {
+        &self.signal
+    }
+
+    /// Wires and activates a new connection's adapter and handler.
+    fn connect(
+        &mut self,
+        sched: &Scheduler,
+        csa: Box<crate::internet::ConnectedSocketAdapter>,
+        info: ConnectionInfo,
+        open: &mut HashMap<ConnectionId, Connection>,
+    ) {
+        let handler = (self.factory)(&info);
+        let (csa_core, h) = (Component::core(&*csa).clone(), handler.core().clone());
+        let csa_control = csa.control().clone();
+        let wired = (|| -> Result<Option<Linkage>, Error> {
+            let core = &self.core;
+            core.link_named((&csa_core, "outbox"), (&h, "inbox"))?;
+            core.link_named((&h, "outbox"), (&csa_core, "inbox"))?;
+            core.link_named((&h, "signal"), (&csa_core, "control"))?;
+            core.link_named((&csa_core, "signal"), (&h, "control"))?;
+            h.inbox_named::<Bytes>("inbox")?
+                .set_size(Some(self.config.handler_inbox_size));
+            let serversignal = match h.outbox_named::<Ipc>("serversignal") {
+                Ok(out) => Some(core.link(&out, &self.control)?),
+                Err(_) => None,
+            };
+            Ok(serversignal)
+        })();
+        let serversignal = match wired {
+            Ok(s) => s,
+            Err(e) => {
+                // The adapter still runs, to close the connection and report it like any other.
+                tracing::error!(connection = %info, error = %e, "cannot wire protocol handler; closing connection");
+                self.core.unlink_component(&h);
+                let _ = csa_control.deliver(Ipc::shutdown_microprocess());
+                self.core.add_child(&csa_core);
+                sched.activate_boxed(csa);
+                open.insert(
+                    info.id,
+                    Connection {
+                        csa: csa_core,
+                        handler: None,
+                        handler_control: None,
+                        csa_control,
+                        serversignal: None,
+                    },
+                );
+                return;
+            }
+        };
+        self.core.add_children([&csa_core, &h]);
+        sched.activate_boxed(csa);
+        sched.activate_boxed(handler);
+        open.insert(
+            info.id,
+            Connection {
+                handler_control: h.inbox_named::<Ipc>("control").ok(),
+                csa: csa_core,
+                handler: Some(h),
+                csa_control,
+                serversignal,
+            },
+        );
+    }
+
+    /// Cleans up after a closed connection (Kamaelia's `handleClosedCSA`): idempotent.
+    fn disconnect(&self, closed: ShutdownCsa, open: &mut HashMap<ConnectionId, Connection>) {
+        let Some(conn) = closed.connection.and_then(|c| open.remove(&c.id)) else {
+            return;
+        };
+        if let Some(link) = &conn.serversignal {
+            self.core.unlink(link);
+        }
+        if let Some(control) = &conn.handler_control {
+            let _ = control.deliver(Ipc::SocketShutdown(SocketShutdown {
+                caller: Some(closed.csa),
+                connection: closed.connection,
+                reason: closed.reason.unwrap_or(axon::ipc::CloseReason::Eof),
+            }));
+        }
+        let _ = conn.csa_control.deliver(Ipc::shutdown_microprocess());
+        self.core.remove_child(&conn.csa);
+        if let Some(h) = &conn.handler {
+            self.core.remove_child(h);
+        }
+    }
+}
+
+impl fmt::Debug for ServerCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerCore")
+            .field("core", &self.core)
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+/// How a server is shutting down.
+enum Stopping {
+    No,
+    Drain(Instant),
+    Now,
+}
+
+impl Component for ServerCore {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    async fn main(mut self) {
+        let Some(sched) = Scheduler::current() else {
+            return;
+        };
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        let server_core = Component::core(&server).clone();
+        self.core.add_child(&server_core);
+        sched.activate(server);
+
+        let mut open: HashMap<ConnectionId, Connection> = HashMap::new();
+        let mut stopping = Stopping::No;
+        let mut forced = 0usize;
+        let mut drained = 0usize;
+        loop {
+            while let Some(c) = self.control.recv_now() {
+                let was_running = matches!(stopping, Stopping::No);
+                if c.is_shutdown_microprocess() {
+                    stopping = Stopping::Now;
+                } else if c.is_producer_finished() && was_running {
+                    stopping = Stopping::Drain(Instant::now() + self.config.drain_deadline);
+                } else {
+                    continue;
+                }
+                if was_running {
+                    let _ =
+                        self.serversignal
+                            .send(Ipc::ServerShutdown(axon::ipc::ServerShutdown {
+                                caller: Some(self.core.id()),
+                            }));
+                }
+            }
+            while let Some(ev) = self.activity.recv_now() {
+                match ev {
+                    ServerEvent::NewCsa { csa, connection } => {
+                        self.connect(&sched, csa, connection, &mut open);
+                    }
+                    ServerEvent::ShutdownCsa(closed) => {
+                        if matches!(stopping, Stopping::Drain(_)) {
+                            drained += 1;
+                        }
+                        self.disconnect(closed, &mut open);
+                    }
+                }
+            }
+            let force = match stopping {
+                Stopping::Now => true,
+                Stopping::Drain(deadline) => Instant::now() >= deadline,
+                Stopping::No => false,
+            };
+            if force {
+                for conn in open.values() {
+                    if !conn.csa.is_finished() {
+                        forced += 1;
+                        let _ = conn.csa_control.deliver(Ipc::shutdown_microprocess());
+                    }
+                }
+                // Their ShutdownCsa reports still arrive through the TcpServer.
+                stopping = Stopping::Now;
+            }
+            if !matches!(stopping, Stopping::No) && server_core.is_finished() && open.is_empty() {
+                break;
+            }
+            match stopping {
+                Stopping::Drain(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    let _ = axon::timeout(wait, self.core.pause()).await;
+                }
+                _ => self.core.pause().await,
+            }
+        }
+        // Handlers that ignored socketShutdown are not waited for; they are unlinked already.
+        let _ = self.signal.send(Ipc::ProducerFinished(ProducerFinished {
+            caller: Some(self.core.id()),
+            message: Some(format!(
+                "server stopped: {drained} connections finished, {forced} closed at the deadline"
+            )),
+        }));
+    }
+}
+
+/// A [`ServerCore`] whose protocol factory takes no arguments (Kamaelia's `SimpleServer`).
+///
+/// # Errors
+///
+/// The OS error from `bind` / `listen`.
+pub fn simple_server(
+    addr: SocketAddr,
+    mut protocol: impl FnMut() -> Box<dyn AnyComponent> + 'static,
+    config: ServerConfig,
+) -> io::Result<ServerCore> {
+    ServerCore::new(addr, move |_| protocol(), config)
+}

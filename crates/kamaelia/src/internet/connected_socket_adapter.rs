@@ -1,0 +1,543 @@
+//! [`ConnectedSocketAdapter`]: one connected socket as a component (Kamaelia's
+//! `Kamaelia.Internet.ConnectedSocketAdapter`).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axon::ipc::{
+    CloseReason, ConnectionId, ConnectionInfo, ProducerFinished, SelectorRequest, ShutdownCsa,
+    SocketShutdown,
+};
+use axon::{Component, Core, Inbox, Ipc, Outbox};
+use bytes::{Buf, Bytes, BytesMut};
+use mio::net::TcpStream;
+use mio::Token;
+
+use super::selector::{Readiness, SelectorHandle, SelectorMsg};
+
+/// A request on `makessl` to upgrade the connection to TLS in place.
+///
+/// TLS arrives with the `tls` feature; without it every request is answered on `sslready` with
+/// [`SslReady::Failed`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct MakeSsl {}
+
+/// What `sslready` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SslReady {
+    /// The handshake finished; the connection is now protected.
+    Ready,
+    /// The upgrade failed; why.
+    Failed(String),
+}
+
+/// Tuning for a [`ConnectedSocketAdapter`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CsaConfig {
+    /// Most bytes one read asks for (Kamaelia: 32768).
+    pub read_size: usize,
+    /// Reads per wake-up before the adapter lets other components run (fairness).
+    pub reads_per_wake: usize,
+    /// Size limit of `inbox`, in messages: a producer sending faster than the socket drains waits
+    /// (or gets `NoSpaceInBox`) once this many messages are queued.
+    pub inbox_size: usize,
+}
+
+impl Default for CsaConfig {
+    fn default() -> Self {
+        Self {
+            read_size: 64 * 1024,
+            reads_per_wake: 16,
+            inbox_size: 64,
+        }
+    }
+}
+
+impl CsaConfig {
+    /// Sets the size limit of `inbox`, in messages (at least 1).
+    pub fn inbox_size(mut self, n: usize) -> Self {
+        self.inbox_size = n.max(1);
+        self
+    }
+
+    /// Sets the most bytes one read asks for (at least 1).
+    pub fn read_size(mut self, n: usize) -> Self {
+        self.read_size = n.max(1);
+        self
+    }
+}
+
+/// A new process-unique connection id.
+pub(crate) fn next_connection_id() -> ConnectionId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Size of the shared read buffers chunks are cut from.
+const ARENA: usize = 256 * 1024;
+/// Below this much room left, a fresh arena is started rather than doing short reads.
+const ARENA_MIN: usize = 16 * 1024;
+
+thread_local! {
+    /// The scheduler thread's read buffer. Every adapter reads into it and cuts the bytes read off
+    /// as a `Bytes` chunk, so an idle connection holds no buffer and no read copies data.
+    static READ_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// One read into the shared arena: `Ok(None)` at end of stream.
+fn read_chunk(stream: &mut impl Read, max: usize) -> io::Result<Option<Bytes>> {
+    READ_ARENA.with(|arena| {
+        let mut buf = arena.borrow_mut();
+        if buf.len() < ARENA_MIN.min(max) {
+            // The old arena lives on in the chunks cut from it until they are dropped.
+            *buf = BytesMut::zeroed(ARENA);
+        }
+        let want = buf.len().min(max);
+        let n = stream.read(&mut buf[..want])?;
+        Ok((n > 0).then(|| buf.split_to(n).freeze()))
+    })
+}
+
+/// The socket, its registration, and cleanup that happens however the adapter ends.
+struct Conn {
+    stream: TcpStream,
+    token: Token,
+    selector: SelectorHandle,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Deregistering a socket that is about to close can only fail harmlessly.
+        let _ = self.selector.deregister(&mut self.stream, self.token);
+    }
+}
+
+/// Where the adapter is in its life.
+struct Flags {
+    can_read: bool,
+    can_write: bool,
+    read_armed: bool,
+    write_armed: bool,
+    read_open: bool,
+    write_open: bool,
+    /// `producerFinished` arrived: drain, then close the write side.
+    finishing: bool,
+    /// EOF seen and not yet reported downstream.
+    eof_unreported: bool,
+    /// A chunk the full `outbox` refused, sent first once there is room.
+    held: Option<Bytes>,
+    /// The unsent tail of the message being written.
+    pending: Option<Bytes>,
+    /// Which side closed first, i.e. why the connection ends cleanly.
+    first_close: Option<CloseReason>,
+}
+
+/// Wraps one connected socket: bytes on `inbox` go to the wire, bytes from the wire come out of
+/// `outbox` (Kamaelia's `ConnectedSocketAdapter`, "CSA").
+///
+/// Most programs never make one directly: [`TcpClient`](super::TcpClient) and
+/// [`TcpServer`](super::TcpServer) do, and [`ServerCore`](crate::chassis::ServerCore) wires one to a
+/// protocol handler per connection.
+///
+/// # Inboxes
+///
+/// * `inbox` — `Bytes` to send, written in order, one message at a time, never reordered or mixed
+///   with other streams. Bounded ([`CsaConfig::inbox_size`]): producers wait while the socket is slow.
+/// * `control` — `producerFinished` (or a kind of it): send everything already queued, then close
+///   the write side (FIN); `shutdownMicroprocess` (or `serverShutdown`): close now, dropping what is
+///   queued. Other messages are ignored.
+/// * `ReadReady` — readiness notices from the [`Selector`](super::Selector): the socket may be readable.
+/// * `SendReady` — readiness notices: the socket may be writable.
+/// * `makessl` — [`MakeSsl`]: upgrade to TLS in place.
+///
+/// # Outboxes
+///
+/// * `outbox` — `Bytes` received, in order, as they arrive (chunking is arbitrary).
+/// * `CreatorFeedback` — `socketShutdown` when the adapter ends, with the connection and the reason.
+/// * `sslready` — [`SslReady`] after a `makessl` request.
+/// * `signal` — `producerFinished` when the peer has finished sending (EOF: half-close), after
+///   every byte read has gone out of `outbox`; `shutdownCSA` when the adapter ends.
+/// * `_selectorSignal` — `newReader` / `newWriter` / `removeReader` / `removeWriter` to the selector.
+///
+/// # How it works
+///
+/// The adapter reads until the socket would block, then asks the selector for one readiness notice
+/// (`newReader`), and likewise for writing (`newWriter` only after a write would block). Readiness
+/// is a hint; `WouldBlock` is never an error. Each read is cut from a buffer shared by every
+/// adapter of the scheduler and sent on as a `Bytes` chunk without copying, so an idle connection
+/// holds no buffer. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
+/// served.
+///
+/// Back-pressure both ways: when the component fed by `outbox` has a full inbox, the adapter keeps
+/// the refused chunk, stops reading (TCP then slows the peer) and resumes when the consumer collects;
+/// when the socket is slow, `inbox` fills and producers wait.
+///
+/// Half-close: when the peer finishes sending, the adapter reports it on `signal` and keeps its
+/// write side open until its own producer finishes, so `printf hi | client` against an echo server
+/// gets `hi` back. A reset or other I/O error ends both sides at once.
+///
+/// # Shutdown
+///
+/// The adapter ends when both directions are closed (peer EOF and our `producerFinished`, in either
+/// order), on `shutdownMicroprocess`, or on an I/O error. It then closes the socket and sends, in
+/// order, `socketShutdown` on `CreatorFeedback`, `shutdownCSA` on `signal` (both carrying the
+/// connection id, the peer and local addresses, and the [`CloseReason`]), and `removeReader` /
+/// `removeWriter` on `_selectorSignal` — exactly once.
+pub struct ConnectedSocketAdapter {
+    core: Core,
+    inbox: Inbox<Bytes>,
+    control: Inbox<Ipc>,
+    read_ready: Inbox<Readiness>,
+    send_ready: Inbox<Readiness>,
+    makessl: Inbox<MakeSsl>,
+    outbox: Outbox<Bytes>,
+    creator_feedback: Outbox<Ipc>,
+    sslready: Outbox<SslReady>,
+    signal: Outbox<Ipc>,
+    selector_signal: Outbox<SelectorMsg>,
+    conn: Conn,
+    info: ConnectionInfo,
+    config: CsaConfig,
+}
+
+impl ConnectedSocketAdapter {
+    /// Wraps a connected, non-blocking socket and registers it with `selector`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the socket's addresses cannot be read (it is not connected) or it cannot be
+    /// registered.
+    pub fn new(
+        mut stream: TcpStream,
+        selector: &SelectorHandle,
+        config: CsaConfig,
+    ) -> io::Result<Self> {
+        let info = ConnectionInfo {
+            id: next_connection_id(),
+            peer: stream.peer_addr()?,
+            local: stream.local_addr()?,
+        };
+        // Small messages go out at once; the adapter never waits to coalesce.
+        stream.set_nodelay(true)?;
+        let token = selector.register(&mut stream)?;
+        let core = Core::new("ConnectedSocketAdapter");
+        let inbox: Inbox<Bytes> = core.inbox("inbox", "bytes to send, in order");
+        inbox.set_size(Some(config.inbox_size));
+        let csa = Self {
+            inbox,
+            control: core.inbox(
+                "control",
+                "producerFinished: drain then close the write side; shutdownMicroprocess: close now",
+            ),
+            read_ready: core.inbox("ReadReady", "readiness notices: the socket may be readable"),
+            send_ready: core.inbox("SendReady", "readiness notices: the socket may be writable"),
+            makessl: core.inbox("makessl", "upgrade this connection to TLS in place"),
+            outbox: core.outbox("outbox", "bytes received, as they arrive"),
+            creator_feedback: core.outbox(
+                "CreatorFeedback",
+                "socketShutdown: this connection has closed, and why",
+            ),
+            sslready: core.outbox("sslready", "the TLS handshake finished, or failed"),
+            signal: core.outbox(
+                "signal",
+                "producerFinished when the peer finished sending; shutdownCSA when this ends",
+            ),
+            selector_signal: core.outbox("_selectorSignal", "registrations to the selector"),
+            core,
+            conn: Conn {
+                stream,
+                token,
+                selector: selector.clone(),
+            },
+            info,
+            config,
+        };
+        csa.core
+            .link(&csa.selector_signal, selector.notify())
+            .map_err(io::Error::other)?;
+        Ok(csa)
+    }
+
+    /// The connection's id and addresses.
+    pub fn info(&self) -> ConnectionInfo {
+        self.info
+    }
+
+    /// `inbox`: bytes to send.
+    pub fn inbox(&self) -> &Inbox<Bytes> {
+        &self.inbox
+    }
+
+    /// `control`: `producerFinished` / `shutdownMicroprocess`.
+    pub fn control(&self) -> &Inbox<Ipc> {
+        &self.control
+    }
+
+    /// `ReadReady`: readiness notices.
+    pub fn read_ready(&self) -> &Inbox<Readiness> {
+        &self.read_ready
+    }
+
+    /// `SendReady`: readiness notices.
+    pub fn send_ready(&self) -> &Inbox<Readiness> {
+        &self.send_ready
+    }
+
+    /// `makessl`: TLS upgrade requests.
+    pub fn makessl(&self) -> &Inbox<MakeSsl> {
+        &self.makessl
+    }
+
+    /// `outbox`: bytes received.
+    pub fn outbox(&self) -> &Outbox<Bytes> {
+        &self.outbox
+    }
+
+    /// `CreatorFeedback`: `socketShutdown`.
+    pub fn creator_feedback(&self) -> &Outbox<Ipc> {
+        &self.creator_feedback
+    }
+
+    /// `sslready`: the TLS upgrade's outcome.
+    pub fn sslready(&self) -> &Outbox<SslReady> {
+        &self.sslready
+    }
+
+    /// `signal`: `producerFinished` on peer EOF, `shutdownCSA` at the end.
+    pub fn signal(&self) -> &Outbox<Ipc> {
+        &self.signal
+    }
+
+    fn arm_reader(&self, flags: &mut Flags) {
+        if !flags.read_armed {
+            flags.read_armed = true;
+            let _ = self.selector_signal.send(SelectorRequest::NewReader {
+                caller: self.core.id(),
+                reply: self.read_ready.clone(),
+                selectable: self.conn.token,
+            });
+        }
+    }
+
+    fn arm_writer(&self, flags: &mut Flags) {
+        if !flags.write_armed {
+            flags.write_armed = true;
+            let _ = self.selector_signal.send(SelectorRequest::NewWriter {
+                caller: self.core.id(),
+                reply: self.send_ready.clone(),
+                selectable: self.conn.token,
+            });
+        }
+    }
+
+    /// Writes queued messages until the queue is empty or the socket would block.
+    fn flush(&mut self, flags: &mut Flags) -> io::Result<()> {
+        loop {
+            if flags.pending.is_none() {
+                match self.inbox.recv_now() {
+                    Some(b) if b.is_empty() => continue,
+                    Some(b) => flags.pending = Some(b),
+                    None => {
+                        if flags.finishing {
+                            // Everything queued before producerFinished is on the wire: FIN.
+                            match self.conn.stream.shutdown(Shutdown::Write) {
+                                Ok(()) => {}
+                                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                                Err(e) => return Err(e),
+                            }
+                            flags.write_open = false;
+                            flags
+                                .first_close
+                                .get_or_insert(CloseReason::ProducerFinished);
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+            if !flags.can_write {
+                self.arm_writer(flags);
+                return Ok(());
+            }
+            let Some(buf) = flags.pending.as_mut() else {
+                continue;
+            };
+            match self.conn.stream.write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n == buf.len() => flags.pending = None,
+                Ok(n) => buf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    flags.can_write = false;
+                    self.arm_writer(flags);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads until the socket would block, the outbox is full, EOF, or the per-wake budget is
+    /// spent. Returns whether the budget ran out (there may be more to read).
+    fn fill(&mut self, flags: &mut Flags) -> io::Result<bool> {
+        for _ in 0..self.config.reads_per_wake {
+            match read_chunk(&mut self.conn.stream, self.config.read_size) {
+                Ok(Some(chunk)) => {
+                    if let Err(full) = self.outbox.send(chunk) {
+                        flags.held = Some(full.message);
+                        return Ok(false);
+                    }
+                }
+                Ok(None) => {
+                    flags.read_open = false;
+                    flags.eof_unreported = true;
+                    flags.first_close.get_or_insert(CloseReason::Eof);
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    flags.can_read = false;
+                    self.arm_reader(flags);
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The adapter's life; returns why it ended.
+    async fn run(&mut self) -> CloseReason {
+        let mut flags = Flags {
+            can_read: true,
+            can_write: true,
+            read_armed: false,
+            write_armed: false,
+            read_open: true,
+            write_open: true,
+            finishing: false,
+            eof_unreported: false,
+            held: None,
+            pending: None,
+            first_close: None,
+        };
+        loop {
+            while let Some(c) = self.control.recv_now() {
+                if c.is_shutdown_microprocess() {
+                    return CloseReason::Shutdown;
+                }
+                if c.is_producer_finished() {
+                    flags.finishing = true;
+                }
+            }
+            if self.read_ready.recv_now().is_some() {
+                while self.read_ready.recv_now().is_some() {}
+                flags.can_read = true;
+                flags.read_armed = false;
+            }
+            if self.send_ready.recv_now().is_some() {
+                while self.send_ready.recv_now().is_some() {}
+                flags.can_write = true;
+                flags.write_armed = false;
+            }
+            while self.makessl.recv_now().is_some() {
+                let _ = self.sslready.send(SslReady::Failed(
+                    "TLS is not available: built without the `tls` feature".to_owned(),
+                ));
+            }
+            if flags.write_open {
+                if let Err(e) = self.flush(&mut flags) {
+                    return CloseReason::io(e);
+                }
+            }
+            if let Some(chunk) = flags.held.take() {
+                if let Err(full) = self.outbox.send(chunk) {
+                    flags.held = Some(full.message);
+                }
+            }
+            let mut more = false;
+            if flags.read_open && flags.can_read && flags.held.is_none() {
+                match self.fill(&mut flags) {
+                    Ok(m) => more = m,
+                    Err(e) => return CloseReason::io(e),
+                }
+            }
+            if flags.eof_unreported && flags.held.is_none() {
+                flags.eof_unreported = false;
+                let _ = self.signal.send(Ipc::ProducerFinished(ProducerFinished {
+                    caller: Some(self.core.id()),
+                    message: Some("peer closed".to_owned()),
+                }));
+            }
+            if !flags.read_open && !flags.write_open && flags.held.is_none() {
+                return flags.first_close.take().unwrap_or(CloseReason::Eof);
+            }
+            if more {
+                axon::yield_now().await;
+            } else if flags.held.is_some() {
+                // Woken when the consumer collects from its full inbox.
+                self.core.pause().await;
+            } else {
+                self.core.pause_for_delivery().await;
+            }
+        }
+    }
+
+    /// Closes the socket and reports the end, once.
+    fn stop(self, reason: CloseReason) {
+        let _ = self.conn.stream.shutdown(Shutdown::Both);
+        let id = self.core.id();
+        let _ = self
+            .creator_feedback
+            .send(Ipc::SocketShutdown(SocketShutdown {
+                caller: Some(id),
+                connection: Some(self.info),
+                reason: reason.clone(),
+            }));
+        let _ = self.signal.send(Ipc::ShutdownCsa(ShutdownCsa {
+            caller: id,
+            csa: id,
+            connection: Some(self.info),
+            reason: Some(reason),
+        }));
+        for msg in [
+            SelectorRequest::RemoveReader {
+                caller: id,
+                selectable: self.conn.token,
+            },
+            SelectorRequest::RemoveWriter {
+                caller: id,
+                selectable: self.conn.token,
+            },
+        ] {
+            let _ = self.selector_signal.send(msg);
+        }
+        // Dropping `conn` deregisters and closes the socket.
+    }
+}
+
+impl fmt::Debug for ConnectedSocketAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectedSocketAdapter")
+            .field("core", &self.core)
+            .field("connection", &self.info)
+            .finish()
+    }
+}
+
+impl Component for ConnectedSocketAdapter {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    async fn main(mut self) {
+        let reason = self.run().await;
+        tracing::debug!(connection = %self.info, %reason, "connection closed");
+        self.stop(reason);
+    }
+}

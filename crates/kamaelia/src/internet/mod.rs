@@ -1,0 +1,13 @@
+//! Networking components (Kamaelia's `Kamaelia.Internet`): the [`Selector`] that turns socket
+//! readiness into messages, the [`ConnectedSocketAdapter`] that wraps one connection, and the
+//! [`TcpClient`] and [`TcpServer`] that make them.
+
+mod connected_socket_adapter;
+mod selector;
+mod tcp_client;
+mod tcp_server;
+
+pub use connected_socket_adapter::{ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady};
+pub use selector::{Readiness, Selector, SelectorHandle, SelectorMsg, SERVICE as SELECTOR_SERVICE};
+pub use tcp_client::{TcpClient, TcpClientConfig};
+pub use tcp_server::{ServerEvent, TcpServer, TcpServerConfig};

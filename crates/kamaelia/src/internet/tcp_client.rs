@@ -1,0 +1,361 @@
+//! [`TcpClient`]: an outgoing TCP connection as a component (Kamaelia's
+//! `Kamaelia.Internet.TCPClient`).
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use axon::ipc::{CloseReason, ConnectionInfo, SelectorRequest, SocketShutdown};
+use axon::{Component, Core, Inbox, Ipc, Outbox, Scheduler};
+use bytes::Bytes;
+use mio::net::TcpStream;
+
+use super::connected_socket_adapter::{ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady};
+use super::selector::{Readiness, SelectorHandle};
+
+/// Settings for a [`TcpClient`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TcpClientConfig {
+    /// How long one connection attempt may take (Kamaelia's `connect_timeout`, default 60 s there;
+    /// 10 s here). With several addresses, each gets this long.
+    pub connect_timeout: Duration,
+    /// Wait this long before connecting (Kamaelia's `delay`).
+    pub delay: Duration,
+    /// Settings for the connection's adapter.
+    pub csa: CsaConfig,
+}
+
+impl Default for TcpClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            delay: Duration::ZERO,
+            csa: CsaConfig::default(),
+        }
+    }
+}
+
+impl TcpClientConfig {
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+}
+
+/// Resolves `host:port` without blocking the scheduler: literals at once, names on a helper
+/// thread. `localhost` and other names give every address they resolve to, in resolver order.
+async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let slot: Arc<Mutex<Option<io::Result<Vec<SocketAddr>>>>> = Arc::default();
+    let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+    let (name, out) = (host.to_owned(), slot.clone());
+    std::thread::Builder::new()
+        .name("kamaelia-resolve".into())
+        .spawn(move || {
+            let r = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>());
+            *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+            waker.wake();
+        })?;
+    poll_fn(
+        |_| match slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        },
+    )
+    .await
+}
+
+/// Makes an outgoing TCP connection and wraps it in a
+/// [`ConnectedSocketAdapter`] (Kamaelia's `TCPClient`).
+///
+/// # Inboxes
+///
+/// * `inbox` — `Bytes` to send. Data sent before the connection exists waits and is delivered once
+///   it does.
+/// * `control` — `producerFinished`: send what is queued, then close the write side (half-close);
+///   `shutdownMicroprocess`: close now. Before the connection exists, `producerFinished` is kept
+///   and applied once connected; `shutdownMicroprocess` abandons the attempt.
+/// * `makessl` — [`MakeSsl`]: upgrade to TLS (passed to the adapter).
+/// * `_socketFeedback` — the adapter's `socketShutdown`.
+/// * `_csaSignal` — the adapter's `signal`.
+///
+/// # Outboxes
+///
+/// * `outbox` — `Bytes` received.
+/// * `signal` — `producerFinished` when the peer has finished sending; then exactly one
+///   `socketShutdown` when the client ends, with the connection (if one was made) and the reason:
+///   the real `io::Error` of a failed connect (e.g. connection refused), `Timeout("connect")`, or
+///   how the connection ended.
+/// * `sslready` — the adapter's [`SslReady`].
+///
+/// # How it works
+///
+/// The host is resolved without blocking the scheduler (names on a helper thread). Each address
+/// (IPv6 and IPv4) is tried in turn with a non-blocking connect, waiting for writability through
+/// the selector, each bounded by [`TcpClientConfig::connect_timeout`]. Once connected, the adapter
+/// becomes a child: `inbox`, `control` and `makessl` pass through to it, its `outbox` and `sslready`
+/// pass through out.
+///
+/// # Shutdown
+///
+/// Ends when its adapter ends, or when connecting fails or is abandoned; `signal` says why.
+pub struct TcpClient {
+    core: Core,
+    inbox: Inbox<Bytes>,
+    control: Inbox<Ipc>,
+    makessl: Inbox<MakeSsl>,
+    socket_feedback: Inbox<Ipc>,
+    csa_signal: Inbox<Ipc>,
+    connect_ready: Inbox<Readiness>,
+    outbox: Outbox<Bytes>,
+    signal: Outbox<Ipc>,
+    sslready: Outbox<SslReady>,
+    host: String,
+    port: u16,
+    config: TcpClientConfig,
+}
+
+impl TcpClient {
+    /// A client for `host:port`; `host` may be a name, an IPv4 or an IPv6 address (with or without
+    /// brackets). Nothing happens until it is activated.
+    pub fn new(host: &str, port: u16, config: TcpClientConfig) -> Self {
+        let core = Core::new("TcpClient");
+        Self {
+            inbox: core.inbox("inbox", "bytes to send"),
+            control: core.inbox(
+                "control",
+                "producerFinished: half-close after sending; shutdownMicroprocess: close now",
+            ),
+            makessl: core.inbox("makessl", "upgrade the connection to TLS"),
+            socket_feedback: core.inbox("_socketFeedback", "the adapter's socketShutdown"),
+            csa_signal: core.inbox("_csaSignal", "the adapter's signal"),
+            connect_ready: core.inbox("_connectReady", "writability while connecting"),
+            outbox: core.outbox("outbox", "bytes received"),
+            signal: core.outbox(
+                "signal",
+                "producerFinished when the peer finished; socketShutdown at the end",
+            ),
+            sslready: core.outbox("sslready", "the TLS upgrade's outcome"),
+            core,
+            host: host.to_owned(),
+            port,
+            config,
+        }
+    }
+
+    /// `inbox`: bytes to send.
+    pub fn inbox(&self) -> &Inbox<Bytes> {
+        &self.inbox
+    }
+
+    /// `control`: `producerFinished` / `shutdownMicroprocess`.
+    pub fn control(&self) -> &Inbox<Ipc> {
+        &self.control
+    }
+
+    /// `outbox`: bytes received.
+    pub fn outbox(&self) -> &Outbox<Bytes> {
+        &self.outbox
+    }
+
+    /// `signal`: `producerFinished` on peer EOF, then `socketShutdown`.
+    pub fn signal(&self) -> &Outbox<Ipc> {
+        &self.signal
+    }
+
+    /// `makessl`: TLS upgrade requests.
+    pub fn makessl(&self) -> &Inbox<MakeSsl> {
+        &self.makessl
+    }
+
+    /// `sslready`: the TLS upgrade's outcome.
+    pub fn sslready(&self) -> &Outbox<SslReady> {
+        &self.sslready
+    }
+
+    fn finish(&self, connection: Option<ConnectionInfo>, reason: CloseReason) {
+        let _ = self.signal.send(Ipc::SocketShutdown(SocketShutdown {
+            caller: Some(self.core.id()),
+            connection,
+            reason,
+        }));
+    }
+
+    /// Handles `control` while connecting: `Err` to abandon, `Ok(true)` to half-close once connected.
+    fn control_while_connecting(&self, finish_after: &mut bool) -> Result<(), ()> {
+        while let Some(c) = self.control.recv_now() {
+            if c.is_shutdown_microprocess() {
+                return Err(());
+            }
+            if c.is_producer_finished() || matches!(c, Ipc::ShutdownCsa(_)) {
+                *finish_after = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// One connection attempt to `addr`: the connected stream, or why not.
+    async fn attempt(
+        &self,
+        selector: &SelectorHandle,
+        addr: SocketAddr,
+        finish_after: &mut bool,
+    ) -> Result<io::Result<TcpStream>, ()> {
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let token = match selector.register(&mut stream) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let deadline = std::time::Instant::now() + self.config.connect_timeout;
+        let outcome = loop {
+            let _ = selector.notify().deliver(SelectorRequest::NewWriter {
+                caller: self.core.id(),
+                reply: self.connect_ready.clone(),
+                selectable: token,
+            });
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let woke = axon::timeout(remaining, self.core.pause_for_delivery()).await;
+            if self.control_while_connecting(finish_after).is_err() {
+                let _ = selector.deregister(&mut stream, token);
+                return Err(());
+            }
+            let ready = self.connect_ready.drain().count() > 0;
+            if let Ok(Some(e)) | Err(e) = stream.take_error() {
+                break Err(e);
+            }
+            match stream.peer_addr() {
+                Ok(_) => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => break Err(e),
+            }
+            if woke.is_err() && !ready {
+                break Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                ));
+            }
+            // Withdraw the old request before asking again (first registrant wins).
+            let _ = selector.notify().deliver(SelectorRequest::RemoveWriter {
+                caller: self.core.id(),
+                selectable: token,
+            });
+        };
+        let _ = selector.deregister(&mut stream, token);
+        Ok(outcome.map(|()| stream))
+    }
+}
+
+impl fmt::Debug for TcpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpClient")
+            .field("core", &self.core)
+            .field("target", &format_args!("{}:{}", self.host, self.port))
+            .finish()
+    }
+}
+
+impl Component for TcpClient {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    async fn main(self) {
+        if !self.config.delay.is_zero() {
+            axon::sleep(self.config.delay).await;
+        }
+        let mut finish_after = false;
+        let (selector, sched) = match (SelectorHandle::current(), Scheduler::current()) {
+            (Ok(s), Some(sched)) => (s, sched),
+            (Err(e), _) => return self.finish(None, CloseReason::io(e)),
+            (_, None) => return,
+        };
+        let addrs = match resolve(&self.host, self.port).await {
+            Ok(a) if !a.is_empty() => a,
+            Ok(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} resolves to no address", self.host),
+                );
+                return self.finish(None, CloseReason::io(e));
+            }
+            Err(e) => return self.finish(None, CloseReason::io(e)),
+        };
+        let mut last_err = None;
+        let mut connected = None;
+        for addr in addrs {
+            match self.attempt(&selector, addr, &mut finish_after).await {
+                Err(()) => return self.finish(None, CloseReason::Shutdown),
+                Ok(Ok(stream)) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "connect attempt failed");
+                    last_err = Some(e);
+                }
+            }
+        }
+        let Some(stream) = connected else {
+            let reason = match last_err {
+                Some(e) if e.kind() == io::ErrorKind::TimedOut => CloseReason::Timeout("connect"),
+                Some(e) => CloseReason::io(e),
+                None => CloseReason::Other("no address to connect to".into()),
+            };
+            return self.finish(None, reason);
+        };
+        let csa = match ConnectedSocketAdapter::new(stream, &selector, self.config.csa.clone()) {
+            Ok(c) => c,
+            Err(e) => return self.finish(None, CloseReason::io(e)),
+        };
+        let info = csa.info();
+        // Queued data moves on into the adapter when the passthrough is made.
+        let wired = (|| -> Result<(), axon::Error> {
+            let c = &self.core;
+            c.link(&self.inbox, csa.inbox())?;
+            c.link(csa.outbox(), &self.outbox)?;
+            c.link(&self.makessl, csa.makessl())?;
+            c.link(csa.sslready(), &self.sslready)?;
+            c.link(csa.creator_feedback(), &self.socket_feedback)?;
+            c.link(csa.signal(), &self.csa_signal)?;
+            // Control messages that came while connecting go first, then the passthrough.
+            for m in self.control.drain() {
+                let _ = csa.control().deliver(m);
+            }
+            if finish_after {
+                let _ = csa.control().deliver(Ipc::producer_finished());
+            }
+            c.link(&self.control, csa.control())?;
+            Ok(())
+        })();
+        if let Err(e) = wired {
+            return self.finish(Some(info), CloseReason::Other(e.to_string()));
+        }
+        self.core.add_child(csa.core());
+        sched.activate(csa);
+        loop {
+            while let Some(m) = self.csa_signal.recv_now() {
+                if m.is_producer_finished() {
+                    let _ = self.signal.send(m);
+                }
+            }
+            if let Some(Ipc::SocketShutdown(s)) = self.socket_feedback.recv_now() {
+                return self.finish(Some(info), s.reason);
+            }
+            self.core.pause_for_delivery().await;
+        }
+    }
+}

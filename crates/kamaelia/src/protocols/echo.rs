@@ -1,0 +1,134 @@
+//! [`Echo`] and [`Discard`]: the simplest protocol handlers.
+
+use std::fmt;
+
+use axon::{Boxes, Component, Core, Ipc, Msg};
+use bytes::Bytes;
+
+/// Sends every byte back (Kamaelia's `Echoer` used as a protocol).
+///
+/// # Inboxes
+///
+/// * `inbox` — bytes from the peer.
+/// * `control` — `producerFinished` (the peer finished sending) or the end of the connection.
+///
+/// # Outboxes
+///
+/// * `outbox` — the same bytes, in order, unchanged (the same `Bytes`: no copy).
+/// * `signal` — `producerFinished` once the peer has finished and everything was echoed, so the
+///   connection half-closes after the last byte.
+///
+/// # Shutdown
+///
+/// Ends after forwarding `producerFinished`, or at once on `shutdownMicroprocess`,
+/// `socketShutdown` or `shutdownCSA` (the connection is gone).
+pub struct Echo {
+    boxes: Boxes<Bytes, Bytes>,
+}
+
+impl Echo {
+    /// A new echo handler.
+    pub fn new() -> Self {
+        Self {
+            boxes: Boxes::new("Echo"),
+        }
+    }
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Echo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Echo")
+            .field("core", &self.boxes.core)
+            .finish()
+    }
+}
+
+impl Component for Echo {
+    fn core(&self) -> &Core {
+        &self.boxes.core
+    }
+
+    async fn main(self) {
+        let b = self.boxes;
+        loop {
+            match b.next().await {
+                Msg::Data(chunk) => b.outbox.send_wait(chunk).await,
+                Msg::Control(c) => {
+                    if let Ipc::ProducerFinished(_) = c {
+                        let _ = b.signal.send(Ipc::producer_finished());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads and drops everything (the discard protocol, RFC 863).
+///
+/// # Inboxes
+///
+/// * `inbox` — bytes from the peer, dropped.
+/// * `control` — `producerFinished` (the peer finished) or the end of the connection.
+///
+/// # Outboxes
+///
+/// * `outbox` — nothing is sent.
+/// * `signal` — `producerFinished` when the peer has finished, closing our side too.
+///
+/// # Shutdown
+///
+/// As [`Echo`].
+pub struct Discard {
+    boxes: Boxes<Bytes, Bytes>,
+}
+
+impl Discard {
+    /// A new discard handler.
+    pub fn new() -> Self {
+        Self {
+            boxes: Boxes::new("Discard"),
+        }
+    }
+}
+
+impl Default for Discard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Discard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Discard")
+            .field("core", &self.boxes.core)
+            .finish()
+    }
+}
+
+impl Component for Discard {
+    fn core(&self) -> &Core {
+        &self.boxes.core
+    }
+
+    async fn main(self) {
+        let b = self.boxes;
+        loop {
+            match b.next().await {
+                Msg::Data(_) => {}
+                Msg::Control(c) => {
+                    if let Ipc::ProducerFinished(_) = c {
+                        let _ = b.signal.send(Ipc::producer_finished());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}

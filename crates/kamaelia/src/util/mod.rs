@@ -1,0 +1,8 @@
+//! Utility components (Kamaelia's `Kamaelia.Util`): the publish/subscribe [`Backplane`], and
+//! threaded byte-stream [`reader`] and [`writer`] for the console or any blocking stream.
+
+mod backplane;
+mod console;
+
+pub use backplane::{Backplane, BackplaneHandle, BackplaneMsg};
+pub use console::{reader, writer};
