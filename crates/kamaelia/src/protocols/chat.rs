@@ -1,5 +1,5 @@
 //! Line chat: each line a client sends reaches every other client, through a
-//! [`Backplane`](crate::util::Backplane).
+//! [`Backplane`].
 
 use std::fmt;
 
