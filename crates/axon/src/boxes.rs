@@ -94,7 +94,9 @@ pub(crate) struct BoxNode<T> {
     dir: Direction,
     owner: Weak<ComponentCell>,
     queue: RefCell<VecDeque<T>>,
-    capacity: Cell<usize>,
+    /// The size limit; `u32::MAX` means none. (32 bits keep the node small: an idle component's
+    /// four boxes are most of its memory.)
+    capacity: Cell<u32>,
     links: RefCell<Option<Box<Links<T>>>>,
 }
 
@@ -105,9 +107,17 @@ impl<T: 'static> BoxNode<T> {
             dir,
             owner: Rc::downgrade(owner),
             queue: RefCell::new(VecDeque::new()),
-            capacity: Cell::new(usize::MAX),
+            capacity: Cell::new(u32::MAX),
             links: RefCell::new(None),
         })
+    }
+
+    #[inline]
+    fn size_limit(&self) -> usize {
+        match self.capacity.get() {
+            u32::MAX => usize::MAX,
+            n => n as usize,
+        }
     }
 
     /// Pushes a message to the final box of this node's chain.
@@ -127,7 +137,7 @@ impl<T: 'static> BoxNode<T> {
             .as_deref()
             .and_then(|l| l.resolved.as_deref())
             .unwrap_or(self);
-        fin.dir == Direction::Out || fin.queue.borrow().len() < fin.capacity.get()
+        fin.dir == Direction::Out || fin.queue.borrow().len() < fin.size_limit()
     }
 
     #[inline]
@@ -138,7 +148,7 @@ impl<T: 'static> BoxNode<T> {
         }
         {
             let mut q = self.queue.borrow_mut();
-            let size = self.capacity.get();
+            let size = self.size_limit();
             if q.len() >= size {
                 return Err(NoSpaceInBox {
                     message: msg,
@@ -462,12 +472,15 @@ impl<T: 'static> Inbox<T> {
     /// Sets the size limit (Axon's `setInboxSize`); `None` means unlimited. Messages already held
     /// beyond a new, smaller limit stay; new ones are refused until the box drains below it.
     pub fn set_size(&self, size: Option<usize>) {
-        self.node.capacity.set(size.unwrap_or(usize::MAX));
+        let limit = size.map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1).min(u32::MAX - 1));
+        self.node.capacity.set(limit);
     }
 
     /// The size limit, if any.
     pub fn size(&self) -> Option<usize> {
-        Some(self.node.capacity.get()).filter(|&c| c != usize::MAX)
+        Some(self.node.capacity.get())
+            .filter(|&c| c != u32::MAX)
+            .map(|c| c as usize)
     }
 
     /// The box's name.

@@ -694,16 +694,19 @@ pub trait Component: 'static {
 }
 
 /// A type-erased component, so chassis can hold components of different types.
+///
+/// Its method is not called `core`, so types that implement [`Component`] do not get two methods
+/// of the same name.
 pub trait AnyComponent {
     /// The component's core.
-    fn core(&self) -> &Core;
+    fn component_core(&self) -> &Core;
 
     /// Turns the component into its `main` future.
     fn into_main(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()>>>;
 }
 
 impl<C: Component> AnyComponent for C {
-    fn core(&self) -> &Core {
+    fn component_core(&self) -> &Core {
         Component::core(self)
     }
 
@@ -714,7 +717,7 @@ impl<C: Component> AnyComponent for C {
 
 impl fmt::Debug for dyn AnyComponent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.core(), f)
+        fmt::Debug::fmt(self.component_core(), f)
     }
 }
 

@@ -390,7 +390,7 @@ impl Scheduler {
 
     /// Activates a type-erased component (see [`Scheduler::activate`]).
     pub fn activate_boxed(&self, component: Box<dyn AnyComponent>) -> Core {
-        let core = component.core().clone();
+        let core = component.component_core().clone();
         self.activate_future(&core, component.into_main());
         core
     }

@@ -223,7 +223,7 @@ impl Graphline {
             components
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, c)| c.core())
+                .map(|(_, c)| c.component_core())
         };
 
         let mut control_wired = false;
@@ -277,8 +277,8 @@ impl Graphline {
                     .any(|&(_, (to, to_box))| to == *name && to_box == "control")
             })
             .filter_map(|(_, c)| {
-                let control = c.core().inbox_named::<Ipc>("control").ok()?;
-                Some((c.core().clone(), control))
+                let control = c.component_core().inbox_named::<Ipc>("control").ok()?;
+                Some((c.component_core().clone(), control))
             })
             .collect();
         Ok(Wiring {
@@ -358,7 +358,7 @@ impl Component for Graphline {
         let Some(sched) = Scheduler::current() else {
             return;
         };
-        let cores: Vec<Core> = children.iter().map(|c| c.core().clone()).collect();
+        let cores: Vec<Core> = children.iter().map(|c| c.component_core().clone()).collect();
         core.add_children(&cores);
         for child in children {
             sched.activate_boxed(child);

@@ -177,7 +177,7 @@ impl ServerCore {
         open: &mut HashMap<ConnectionId, Connection>,
     ) {
         let handler = (self.factory)(&info);
-        let (csa_core, h) = (Component::core(&*csa).clone(), handler.core().clone());
+        let (csa_core, h) = (csa.core().clone(), handler.component_core().clone());
         let csa_control = csa.control().clone();
         let wired = (|| -> Result<Option<Linkage>, Error> {
             let core = &self.core;
@@ -281,7 +281,7 @@ impl Component for ServerCore {
         let Some(server) = self.server.take() else {
             return;
         };
-        let server_core = Component::core(&server).clone();
+        let server_core = server.core().clone();
         self.core.add_child(&server_core);
         sched.activate(server);
 
