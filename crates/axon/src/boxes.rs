@@ -472,7 +472,9 @@ impl<T: 'static> Inbox<T> {
     /// Sets the size limit (Axon's `setInboxSize`); `None` means unlimited. Messages already held
     /// beyond a new, smaller limit stay; new ones are refused until the box drains below it.
     pub fn set_size(&self, size: Option<usize>) {
-        let limit = size.map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX - 1).min(u32::MAX - 1));
+        let limit = size.map_or(u32::MAX, |n| {
+            u32::try_from(n).unwrap_or(u32::MAX - 1).min(u32::MAX - 1)
+        });
         self.node.capacity.set(limit);
     }
 

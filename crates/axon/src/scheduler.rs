@@ -467,7 +467,9 @@ impl Scheduler {
             self.poll_component(cell);
         }
         self.fire_timers();
-        if inner.tasks.borrow().len() <= inner.runq.daemons.get() {
+        // Only daemons left: `run` is done. `try_tick` still collects OS events below, so a graph
+        // of daemons (a selector alone) can be stepped by hand.
+        if may_block && inner.tasks.borrow().len() <= inner.runq.daemons.get() {
             return false;
         }
         let timeout = if may_block && inner.runq.is_empty() {

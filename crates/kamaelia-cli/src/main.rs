@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! kamaelia serve   [--listen ADDR] [--protocol echo|chat|discard] [--drain-timeout SECS]
-//! kamaelia connect HOST:PORT
-//! kamaelia relay   --listen ADDR --to HOST:PORT [--drain-timeout SECS]
+//!                  [--tls-cert PEM --tls-key PEM]
+//! kamaelia connect HOST:PORT [--tls [--ca PEM | --insecure]] [--connect-timeout SECS]
+//! kamaelia relay   --listen ADDR --to HOST:PORT [--drain-timeout SECS] [--tls-cert PEM --tls-key PEM]
 //! ```
 //!
 //! Servers print exactly one line, `listening on IP:PORT`, to stdout once they accept; logs go to
@@ -23,7 +24,7 @@ use axon::{
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use kamaelia::chassis::{ServerConfig, ServerCore};
-use kamaelia::internet::{TcpClient, TcpClientConfig};
+use kamaelia::internet::{tls, TcpClient, TcpClientConfig};
 use kamaelia::protocols::{chat, relay, Discard, Echo};
 use kamaelia::util::{reader, writer};
 
@@ -48,6 +49,8 @@ enum Command {
         /// On SIGINT/SIGTERM, how long open connections may take to finish before they are closed.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         drain_timeout: f64,
+        #[command(flatten)]
+        tls: ServerTls,
     },
     /// Connect to HOST:PORT: stdin goes to the socket, the socket to stdout.
     Connect {
@@ -56,6 +59,16 @@ enum Command {
         /// How long to wait for the connection, per address.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         connect_timeout: f64,
+        /// Speak TLS, verifying the server's certificate and name.
+        #[arg(long)]
+        tls: bool,
+        /// Verify the server against the CA certificates in this PEM file instead of the built-in
+        /// Mozilla roots.
+        #[arg(long, value_name = "PEM", requires = "tls")]
+        ca: Option<std::path::PathBuf>,
+        /// Accept any server certificate. INSECURE: for testing only.
+        #[arg(long, requires = "tls", conflicts_with = "ca")]
+        insecure: bool,
     },
     /// A TCP proxy: each accepted connection is relayed to HOST:PORT.
     Relay {
@@ -68,7 +81,34 @@ enum Command {
         /// On SIGINT/SIGTERM, how long open connections may take to finish before they are closed.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         drain_timeout: f64,
+        #[command(flatten)]
+        tls: ServerTls,
     },
+}
+
+/// TLS for the listening side.
+#[derive(Debug, clap::Args)]
+struct ServerTls {
+    /// Serve TLS with the certificate chain in this PEM file (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+impl ServerTls {
+    /// Adds the TLS server role to `config` when certificate and key were given.
+    fn apply(&self, config: ServerConfig) -> Result<ServerConfig> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = tls::server_config(cert, key)
+                    .context("cannot load the TLS certificate or key")?;
+                Ok(config.tls(tls::TlsRole::server(tls)))
+            }
+            _ => Ok(config),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -99,16 +139,34 @@ fn main() -> ExitCode {
             listen,
             protocol,
             drain_timeout,
-        } => serve(&listen, protocol, seconds(drain_timeout, "--drain-timeout")),
+            tls,
+        } => serve(
+            &listen,
+            protocol,
+            seconds(drain_timeout, "--drain-timeout"),
+            &tls,
+        ),
         Command::Connect {
             target,
             connect_timeout,
-        } => connect(&target, seconds(connect_timeout, "--connect-timeout")),
+            tls,
+            ca,
+            insecure,
+        } => {
+            let tls = tls.then_some(ClientTls { ca, insecure });
+            connect(&target, seconds(connect_timeout, "--connect-timeout"), tls)
+        }
         Command::Relay {
             listen,
             to,
             drain_timeout,
-        } => relay_cmd(&listen, &to, seconds(drain_timeout, "--drain-timeout")),
+            tls,
+        } => relay_cmd(
+            &listen,
+            &to,
+            seconds(drain_timeout, "--drain-timeout"),
+            &tls,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -201,10 +259,15 @@ fn run_server(server: ServerCore, drain: Duration) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(listen: &str, protocol: Protocol, drain: Result<Duration>) -> Result<ExitCode> {
+fn serve(
+    listen: &str,
+    protocol: Protocol,
+    drain: Result<Duration>,
+    tls: &ServerTls,
+) -> Result<ExitCode> {
     let drain = drain?;
     let addr = listen_addr(listen)?;
-    let config = ServerConfig::default().drain_deadline(drain);
+    let config = tls.apply(ServerConfig::default().drain_deadline(drain))?;
     let server = match protocol {
         Protocol::Echo => ServerCore::new(addr, |_| Box::new(Echo::new()), config),
         Protocol::Discard => ServerCore::new(addr, |_| Box::new(Discard::new()), config),
@@ -214,11 +277,11 @@ fn serve(listen: &str, protocol: Protocol, drain: Result<Duration>) -> Result<Ex
     run_server(server, drain)
 }
 
-fn relay_cmd(listen: &str, to: &str, drain: Result<Duration>) -> Result<ExitCode> {
+fn relay_cmd(listen: &str, to: &str, drain: Result<Duration>, tls: &ServerTls) -> Result<ExitCode> {
     let drain = drain?;
     let addr = listen_addr(listen)?;
     let (host, port) = host_port(to)?;
-    let config = ServerConfig::default().drain_deadline(drain);
+    let config = tls.apply(ServerConfig::default().drain_deadline(drain))?;
     let server = ServerCore::new(
         addr,
         relay::factory(&host, port, TcpClientConfig::default()),
@@ -234,24 +297,39 @@ struct Outcome {
     error: Option<String>,
 }
 
-fn connect(target: &str, timeout: Result<Duration>) -> Result<ExitCode> {
+/// TLS for `connect`.
+struct ClientTls {
+    ca: Option<std::path::PathBuf>,
+    insecure: bool,
+}
+
+fn connect(target: &str, timeout: Result<Duration>, tls: Option<ClientTls>) -> Result<ExitCode> {
     let timeout = timeout?;
     let (host, port) = host_port(target)?;
+    let mut config = TcpClientConfig::default().connect_timeout(timeout);
+    if let Some(t) = tls {
+        let client = if t.insecure {
+            eprintln!("warning: --insecure: the server's certificate is NOT verified");
+            tls::insecure_client_config()
+        } else {
+            tls::client_config(t.ca.as_deref()).context("cannot load the CA certificates")?
+        };
+        config = config.tls(tls::TlsRole::client(client, &host)?);
+    }
     let sched = Scheduler::new();
     let input = reader(std::io::stdin());
     // Reading stdin must not keep the program alive once the peer has closed.
     input.core().set_daemon(true);
-    let client = TcpClient::new(
-        &host,
-        port,
-        TcpClientConfig::default().connect_timeout(timeout),
-    );
+    let client = TcpClient::new(&host, port, config);
     let output = writer(std::io::stdout());
     let outcome = Rc::new(RefCell::new(Outcome::default()));
 
     // Watches the client's signal: passes end-of-stream on to the writer, keeps the error if any.
+    // Once the peer has finished sending, our side finishes too (what is queued is sent, then
+    // FIN), so the program ends whether or not stdin has.
     let seen = outcome.clone();
     let target_name = target.to_owned();
+    let client_control = client.control().clone();
     let monitor =
         FnComponent::<Ipc, Ipc, _>::new("ConnectMonitor", move |b: Boxes<Ipc, Ipc>| async move {
             loop {
@@ -269,6 +347,7 @@ fn connect(target: &str, timeout: Result<Duration>) -> Result<ExitCode> {
                     }
                     Msg::Data(m) if m.is_producer_finished() => {
                         let _ = b.outbox.send(m);
+                        let _ = client_control.deliver(Ipc::producer_finished());
                     }
                     Msg::Data(_) => {}
                     Msg::Control(_) => return,

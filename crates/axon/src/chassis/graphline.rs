@@ -358,7 +358,10 @@ impl Component for Graphline {
         let Some(sched) = Scheduler::current() else {
             return;
         };
-        let cores: Vec<Core> = children.iter().map(|c| c.component_core().clone()).collect();
+        let cores: Vec<Core> = children
+            .iter()
+            .map(|c| c.component_core().clone())
+            .collect();
         core.add_children(&cores);
         for child in children {
             sched.activate_boxed(child);

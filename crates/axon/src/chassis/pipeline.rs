@@ -102,7 +102,10 @@ impl Pipeline {
                 "a pipeline needs at least one child".into(),
             ));
         };
-        let (first, last) = (first.component_core().clone(), last.component_core().clone());
+        let (first, last) = (
+            first.component_core().clone(),
+            last.component_core().clone(),
+        );
         for pair in children.windows(2) {
             let (a, b) = (pair[0].component_core(), pair[1].component_core());
             core.link_named((a, "outbox"), (b, "inbox"))?;
@@ -158,7 +161,10 @@ impl Component for Pipeline {
         let Some(sched) = Scheduler::current() else {
             return;
         };
-        let cores: Vec<Core> = children.iter().map(|c| c.component_core().clone()).collect();
+        let cores: Vec<Core> = children
+            .iter()
+            .map(|c| c.component_core().clone())
+            .collect();
         core.add_children(&cores);
         for child in children {
             sched.activate_boxed(child);

@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub handler_inbox_size: usize,
     /// How long a graceful shutdown waits for connections to finish before closing them.
     pub drain_deadline: Duration,
+    /// Speak TLS on every connection (the server role), before any byte reaches the handler.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::internet::tls::TlsRole>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +39,8 @@ impl Default for ServerConfig {
             tcp: TcpServerConfig::default(),
             handler_inbox_size: 64,
             drain_deadline: Duration::from_secs(10),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -50,6 +55,15 @@ impl ServerConfig {
     /// Sets the listener and connection settings.
     pub fn tcp(mut self, tcp: TcpServerConfig) -> Self {
         self.tcp = tcp;
+        self
+    }
+
+    /// Speaks TLS on every connection, in `role` (normally [`TlsRole::server`]).
+    ///
+    /// [`TlsRole::server`]: crate::internet::tls::TlsRole::server
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, role: crate::internet::tls::TlsRole) -> Self {
+        self.tls = Some(role);
         self
     }
 }
@@ -179,6 +193,12 @@ impl ServerCore {
         let handler = (self.factory)(&info);
         let (csa_core, h) = (csa.core().clone(), handler.component_core().clone());
         let csa_control = csa.control().clone();
+        #[cfg(feature = "tls")]
+        if let Some(role) = &self.config.tls {
+            let _ = csa
+                .makessl()
+                .deliver(crate::internet::MakeSsl::new(role.clone()));
+        }
         let wired = (|| -> Result<Option<Linkage>, Error> {
             let core = &self.core;
             core.link_named((&csa_core, "outbox"), (&h, "inbox"))?;

@@ -20,11 +20,35 @@ use super::selector::{Readiness, SelectorHandle, SelectorMsg};
 
 /// A request on `makessl` to upgrade the connection to TLS in place.
 ///
-/// TLS arrives with the `tls` feature; without it every request is answered on `sslready` with
-/// [`SslReady::Failed`].
+/// It carries the role (client with server name and roots, or server with certificate chain and
+/// key; with the `tls` feature) and any bytes the sender already received past the upgrade point
+/// ([`MakeSsl::with_read_ahead`]): a STARTTLS handler that got `STARTTLS\r\n` followed by the
+/// start of the peer's handshake in one chunk passes that start back, so it is fed to TLS, not lost.
+/// Without the `tls` feature every request is answered on `sslready` with [`SslReady::Failed`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct MakeSsl {}
+pub struct MakeSsl {
+    #[cfg(feature = "tls")]
+    role: Option<super::tls::TlsRole>,
+    read_ahead: Bytes,
+}
+
+impl MakeSsl {
+    /// A request to upgrade in `role`.
+    #[cfg(feature = "tls")]
+    pub fn new(role: super::tls::TlsRole) -> Self {
+        Self {
+            role: Some(role),
+            read_ahead: Bytes::new(),
+        }
+    }
+
+    /// Bytes already received past the upgrade point, to be fed to TLS before anything read later.
+    pub fn with_read_ahead(mut self, bytes: Bytes) -> Self {
+        self.read_ahead = bytes;
+        self
+    }
+}
 
 /// What `sslready` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +71,8 @@ pub struct CsaConfig {
     /// Size limit of `inbox`, in messages: a producer sending faster than the socket drains waits
     /// (or gets `NoSpaceInBox`) once this many messages are queued.
     pub inbox_size: usize,
+    /// How long a TLS handshake may take before the connection is ended.
+    pub tls_handshake_timeout: std::time::Duration,
 }
 
 impl Default for CsaConfig {
@@ -55,6 +81,7 @@ impl Default for CsaConfig {
             read_size: 64 * 1024,
             reads_per_wake: 16,
             inbox_size: 64,
+            tls_handshake_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -136,6 +163,14 @@ struct Flags {
     pending: Option<Bytes>,
     /// Which side closed first, i.e. why the connection ends cleanly.
     first_close: Option<CloseReason>,
+    /// The TCP stream has ended (under TLS: rustls has been told).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tcp_eof: bool,
+    /// Under TLS: close_notify has been queued.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    close_notify_sent: bool,
+    /// Under TLS: when the handshake must be done by.
+    handshake_deadline: Option<std::time::Instant>,
 }
 
 /// Wraps one connected socket: bytes on `inbox` go to the wire, bytes from the wire come out of
@@ -204,6 +239,8 @@ pub struct ConnectedSocketAdapter {
     conn: Conn,
     info: ConnectionInfo,
     config: CsaConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::Connection>>,
 }
 
 impl ConnectedSocketAdapter {
@@ -257,6 +294,8 @@ impl ConnectedSocketAdapter {
             },
             info,
             config,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         csa.core
             .link(&csa.selector_signal, selector.notify())
@@ -411,6 +450,246 @@ impl ConnectedSocketAdapter {
         Ok(true)
     }
 
+    /// Writes through TLS if the connection has been upgraded, else in plaintext.
+    fn flush_any(&mut self, flags: &mut Flags) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.flush_tls(flags);
+        }
+        self.flush(flags)
+    }
+
+    /// Reads through TLS if the connection has been upgraded, else in plaintext.
+    fn fill_any(&mut self, flags: &mut Flags) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.fill_tls(flags);
+        }
+        self.fill(flags)
+    }
+
+    fn tls_wants_write(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.wants_write();
+        }
+        false
+    }
+
+    fn handshake_expired(&self, flags: &Flags) -> Option<CloseReason> {
+        let deadline = flags.handshake_deadline?;
+        (std::time::Instant::now() >= deadline).then(|| {
+            let _ = self
+                .sslready
+                .send(SslReady::Failed("TLS handshake timed out".to_owned()));
+            CloseReason::Timeout("TLS handshake")
+        })
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn start_tls(&mut self, _req: MakeSsl, _flags: &mut Flags) -> Result<(), CloseReason> {
+        let _ = self.sslready.send(SslReady::Failed(
+            "TLS is not available: built without the `tls` feature".to_owned(),
+        ));
+        Ok(())
+    }
+
+    /// Upgrades to TLS: bytes already received (the request's read-ahead, then a chunk the
+    /// outbox refused) go to TLS first; from here on nothing read is delivered unprotected.
+    #[cfg(feature = "tls")]
+    fn start_tls(&mut self, req: MakeSsl, flags: &mut Flags) -> Result<(), CloseReason> {
+        let fail = |this: &Self, why: String| {
+            let _ = this.sslready.send(SslReady::Failed(why));
+        };
+        if self.tls.is_some() {
+            fail(self, "the connection is already using TLS".to_owned());
+            return Ok(());
+        }
+        let Some(role) = req.role else {
+            fail(self, "makessl without a TLS role".to_owned());
+            return Ok(());
+        };
+        let mut tls = match role.connect() {
+            Ok(t) => t,
+            Err(e) => {
+                fail(self, format!("TLS setup failed: {e}"));
+                return Err(CloseReason::Other(format!("TLS setup failed: {e}")));
+            }
+        };
+        let mut ahead = BytesMut::from(&req.read_ahead[..]);
+        if let Some(held) = flags.held.take() {
+            ahead.extend_from_slice(&held);
+        }
+        let mut rest = &ahead[..];
+        while !rest.is_empty() {
+            let fed = tls.read_tls(&mut rest);
+            if let Err(e) = fed.map_err(|e| e.to_string()).and_then(|_| {
+                tls.process_new_packets()
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }) {
+                fail(self, format!("TLS handshake failed: {e}"));
+                return Err(CloseReason::Other(format!("TLS handshake failed: {e}")));
+            }
+        }
+        flags.handshake_deadline =
+            Some(std::time::Instant::now() + self.config.tls_handshake_timeout);
+        flags.can_read = true;
+        self.tls = Some(Box::new(tls));
+        Ok(())
+    }
+
+    /// Reports the end of the handshake on `sslready`, once.
+    #[cfg(feature = "tls")]
+    fn check_handshake(&self, tls: &rustls::Connection, flags: &mut Flags) {
+        if flags.handshake_deadline.is_some() && !tls.is_handshaking() {
+            flags.handshake_deadline = None;
+            let _ = self.sslready.send(SslReady::Ready);
+        }
+    }
+
+    /// The TLS write path: flush records, then take the next message, then close_notify.
+    #[cfg(feature = "tls")]
+    fn flush_tls(&mut self, flags: &mut Flags) -> io::Result<()> {
+        let Some(mut tls) = self.tls.take() else {
+            return Ok(());
+        };
+        let r = self.flush_tls_inner(&mut tls, flags);
+        self.tls = Some(tls);
+        r
+    }
+
+    #[cfg(feature = "tls")]
+    fn flush_tls_inner(
+        &mut self,
+        tls: &mut rustls::Connection,
+        flags: &mut Flags,
+    ) -> io::Result<()> {
+        loop {
+            while tls.wants_write() {
+                if !flags.can_write {
+                    self.arm_writer(flags);
+                    return Ok(());
+                }
+                match tls.write_tls(&mut self.conn.stream) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        flags.can_write = false;
+                        self.arm_writer(flags);
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if tls.is_handshaking() || !flags.write_open {
+                return Ok(());
+            }
+            match self.inbox.recv_now() {
+                Some(b) => tls.writer().write_all(&b)?,
+                None if flags.finishing && !flags.close_notify_sent => {
+                    flags.close_notify_sent = true;
+                    tls.send_close_notify();
+                }
+                None if flags.finishing => {
+                    match self.conn.stream.shutdown(Shutdown::Write) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                        Err(e) => return Err(e),
+                    }
+                    flags.write_open = false;
+                    flags
+                        .first_close
+                        .get_or_insert(CloseReason::ProducerFinished);
+                    return Ok(());
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The TLS read path: plaintext out first, then more records from the socket.
+    #[cfg(feature = "tls")]
+    fn fill_tls(&mut self, flags: &mut Flags) -> io::Result<bool> {
+        let Some(mut tls) = self.tls.take() else {
+            return Ok(false);
+        };
+        let r = self.fill_tls_inner(&mut tls, flags);
+        self.tls = Some(tls);
+        r
+    }
+
+    #[cfg(feature = "tls")]
+    fn fill_tls_inner(
+        &mut self,
+        tls: &mut rustls::Connection,
+        flags: &mut Flags,
+    ) -> io::Result<bool> {
+        for _ in 0..self.config.reads_per_wake {
+            loop {
+                match read_chunk(&mut tls.reader(), self.config.read_size) {
+                    Ok(Some(chunk)) => {
+                        if let Err(full) = self.outbox.send(chunk) {
+                            flags.held = Some(full.message);
+                            return Ok(false);
+                        }
+                    }
+                    Ok(None) => {
+                        // close_notify: the TLS peer's EOF.
+                        flags.read_open = false;
+                        flags.eof_unreported = true;
+                        flags.first_close.get_or_insert(CloseReason::Eof);
+                        return Ok(false);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "peer closed the connection without TLS close_notify",
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if flags.tcp_eof {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed the connection during the TLS handshake",
+                ));
+            }
+            match tls.read_tls(&mut self.conn.stream) {
+                Ok(0) => flags.tcp_eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    flags.can_read = false;
+                    self.arm_reader(flags);
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Send the alert rustls queued, if the socket takes it; the error ends us anyway.
+                let _ = tls.write_tls(&mut self.conn.stream);
+                let what = if tls.is_handshaking() {
+                    "TLS handshake failed"
+                } else {
+                    "TLS error"
+                };
+                if flags.handshake_deadline.is_some() {
+                    let _ = self.sslready.send(SslReady::Failed(format!("{what}: {e}")));
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{what}: {e}"),
+                ));
+            }
+            self.check_handshake(tls, flags);
+        }
+        Ok(true)
+    }
+
     /// The adapter's life; returns why it ended.
     async fn run(&mut self) -> CloseReason {
         let mut flags = Flags {
@@ -425,6 +704,9 @@ impl ConnectedSocketAdapter {
             held: None,
             pending: None,
             first_close: None,
+            tcp_eof: false,
+            close_notify_sent: false,
+            handshake_deadline: None,
         };
         loop {
             while let Some(c) = self.control.recv_now() {
@@ -445,13 +727,16 @@ impl ConnectedSocketAdapter {
                 flags.can_write = true;
                 flags.write_armed = false;
             }
-            while self.makessl.recv_now().is_some() {
-                let _ = self.sslready.send(SslReady::Failed(
-                    "TLS is not available: built without the `tls` feature".to_owned(),
-                ));
+            while let Some(req) = self.makessl.recv_now() {
+                if let Err(reason) = self.start_tls(req, &mut flags) {
+                    return reason;
+                }
             }
-            if flags.write_open {
-                if let Err(e) = self.flush(&mut flags) {
+            if let Some(reason) = self.handshake_expired(&flags) {
+                return reason;
+            }
+            if flags.write_open || self.tls_wants_write() {
+                if let Err(e) = self.flush_any(&mut flags) {
                     return CloseReason::io(e);
                 }
             }
@@ -462,9 +747,15 @@ impl ConnectedSocketAdapter {
             }
             let mut more = false;
             if flags.read_open && flags.can_read && flags.held.is_none() {
-                match self.fill(&mut flags) {
+                match self.fill_any(&mut flags) {
                     Ok(m) => more = m,
                     Err(e) => return CloseReason::io(e),
+                }
+                // A handshake step read from the peer may need an answer written at once.
+                if self.tls_wants_write() {
+                    if let Err(e) = self.flush_any(&mut flags) {
+                        return CloseReason::io(e);
+                    }
                 }
             }
             if flags.eof_unreported && flags.held.is_none() {
@@ -479,6 +770,9 @@ impl ConnectedSocketAdapter {
             }
             if more {
                 axon::yield_now().await;
+            } else if let Some(deadline) = flags.handshake_deadline {
+                let wait = deadline.saturating_duration_since(std::time::Instant::now());
+                let _ = axon::timeout(wait, self.core.pause()).await;
             } else if flags.held.is_some() {
                 // Woken when the consumer collects from its full inbox.
                 self.core.pause().await;

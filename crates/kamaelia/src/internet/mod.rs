@@ -6,6 +6,8 @@ mod connected_socket_adapter;
 mod selector;
 mod tcp_client;
 mod tcp_server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use connected_socket_adapter::{ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady};
 pub use selector::{Readiness, Selector, SelectorHandle, SelectorMsg, SERVICE as SELECTOR_SERVICE};

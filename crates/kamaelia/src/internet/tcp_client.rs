@@ -28,6 +28,9 @@ pub struct TcpClientConfig {
     pub delay: Duration,
     /// Settings for the connection's adapter.
     pub csa: CsaConfig,
+    /// Upgrade to TLS as soon as the connection is made (before any data is sent).
+    #[cfg(feature = "tls")]
+    pub tls: Option<super::tls::TlsRole>,
 }
 
 impl Default for TcpClientConfig {
@@ -36,6 +39,8 @@ impl Default for TcpClientConfig {
             connect_timeout: Duration::from_secs(10),
             delay: Duration::ZERO,
             csa: CsaConfig::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -44,6 +49,13 @@ impl TcpClientConfig {
     /// Sets the connect timeout.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
+        self
+    }
+
+    /// Upgrades every connection to TLS in `role` as soon as it is made.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, role: super::tls::TlsRole) -> Self {
+        self.tls = Some(role);
         self
     }
 }
@@ -322,6 +334,11 @@ impl Component for TcpClient {
             Err(e) => return self.finish(None, CloseReason::io(e)),
         };
         let info = csa.info();
+        #[cfg(feature = "tls")]
+        if let Some(role) = &self.config.tls {
+            // Handled before any queued data is written, so nothing goes out in the clear.
+            let _ = csa.makessl().deliver(MakeSsl::new(role.clone()));
+        }
         // Queued data moves on into the adapter when the passthrough is made.
         let wired = (|| -> Result<(), axon::Error> {
             let c = &self.core;
