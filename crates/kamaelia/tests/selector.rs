@@ -242,8 +242,8 @@ fn a_duplicate_registration_is_ignored_and_the_first_wins() {
     let first = me.inbox::<Readiness>("first", "the first registrant");
     let second = me.inbox::<Readiness>("second", "the duplicate");
     new_reader(&sel, &me, token, &first);
-    new_reader(&sel, &me, token, &second);
     new_reader(&sel, &me, token, &first); // the same registrant twice: still one notice
+    new_reader(&sel, &me, token, &second);
     peer.write_all(b"x").unwrap();
     run_until(&sched, "the first registrant's notice", || {
         !first.is_empty()

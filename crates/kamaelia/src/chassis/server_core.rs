@@ -108,6 +108,8 @@ struct Connection {
 /// | handler `signal` | adapter `control` (the handler ends the connection) |
 /// | adapter `signal` | handler `control` (the peer finished sending, then `shutdownCSA`) |
 /// | handler `serversignal`, if any | server `control` (a handler can stop the server) |
+/// | handler `makessl` (`Outbox<MakeSsl>`), if any | adapter `makessl` (STARTTLS) |
+/// | adapter `sslready`, to handler `sslready` (`Inbox<SslReady>`), if any | the upgrade's outcome |
 ///
 /// Both become children; the adapter is activated first, then the handler. When a connection ends,
 /// the handler gets `socketShutdown` on `control`, the adapter `shutdownMicroprocess`, and the
@@ -207,6 +209,17 @@ impl ServerCore {
             core.link_named((&csa_core, "signal"), (&h, "control"))?;
             h.inbox_named::<Bytes>("inbox")?
                 .set_size(Some(self.config.handler_inbox_size));
+            // Optional boxes for STARTTLS-style handlers.
+            if h.outbox_named::<crate::internet::MakeSsl>("makessl")
+                .is_ok()
+            {
+                core.link_named((&h, "makessl"), (&csa_core, "makessl"))?;
+            }
+            if h.inbox_named::<crate::internet::SslReady>("sslready")
+                .is_ok()
+            {
+                core.link_named((&csa_core, "sslready"), (&h, "sslready"))?;
+            }
             let serversignal = match h.outbox_named::<Ipc>("serversignal") {
                 Ok(out) => Some(core.link(&out, &self.control)?),
                 Err(_) => None,

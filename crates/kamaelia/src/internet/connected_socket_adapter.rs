@@ -25,12 +25,18 @@ use super::selector::{Readiness, SelectorHandle, SelectorMsg};
 /// ([`MakeSsl::with_read_ahead`]): a STARTTLS handler that got `STARTTLS\r\n` followed by the
 /// start of the peer's handshake in one chunk passes that start back, so it is fed to TLS, not lost.
 /// Without the `tls` feature every request is answered on `sslready` with [`SslReady::Failed`].
+///
+/// Data already queued on the adapter's `inbox` is sent *protected*, after the handshake (so a
+/// client that upgrades at once never leaks its first bytes). A STARTTLS server whose last
+/// plaintext reply must go out before the handshake puts it in the request with
+/// [`MakeSsl::send_first`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct MakeSsl {
     #[cfg(feature = "tls")]
     role: Option<super::tls::TlsRole>,
     read_ahead: Bytes,
+    send_first: Bytes,
 }
 
 impl MakeSsl {
@@ -40,7 +46,14 @@ impl MakeSsl {
         Self {
             role: Some(role),
             read_ahead: Bytes::new(),
+            send_first: Bytes::new(),
         }
+    }
+
+    /// Bytes to send in plaintext before the handshake starts, e.g. STARTTLS's "go ahead" reply.
+    pub fn send_first(mut self, bytes: Bytes) -> Self {
+        self.send_first = bytes;
+        self
     }
 
     /// Bytes already received past the upgrade point, to be fed to TLS before anything read later.
@@ -96,6 +109,12 @@ impl CsaConfig {
     /// Sets the most bytes one read asks for (at least 1).
     pub fn read_size(mut self, n: usize) -> Self {
         self.read_size = n.max(1);
+        self
+    }
+
+    /// Sets how long a TLS handshake may take before the connection is ended.
+    pub fn tls_handshake_timeout(mut self, d: std::time::Duration) -> Self {
+        self.tls_handshake_timeout = d;
         self
     }
 }
@@ -169,6 +188,9 @@ struct Flags {
     /// Under TLS: close_notify has been queued.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     close_notify_sent: bool,
+    /// Under TLS: the part of a message rustls has not taken yet (its buffer was full).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls_unsent: Option<Bytes>,
     /// Under TLS: when the handshake must be done by.
     handshake_deadline: Option<std::time::Instant>,
 }
@@ -476,9 +498,10 @@ impl ConnectedSocketAdapter {
         false
     }
 
-    fn handshake_expired(&self, flags: &Flags) -> Option<CloseReason> {
+    fn handshake_expired(&self, flags: &mut Flags) -> Option<CloseReason> {
         let deadline = flags.handshake_deadline?;
         (std::time::Instant::now() >= deadline).then(|| {
+            flags.handshake_deadline = None;
             let _ = self
                 .sslready
                 .send(SslReady::Failed("TLS handshake timed out".to_owned()));
@@ -532,6 +555,17 @@ impl ConnectedSocketAdapter {
                 return Err(CloseReason::Other(format!("TLS handshake failed: {e}")));
             }
         }
+        if !req.send_first.is_empty() {
+            // Plaintext still owed goes first: a partly written message, then the request's reply.
+            flags.pending = Some(match flags.pending.take() {
+                Some(p) => {
+                    let mut b = BytesMut::from(&p[..]);
+                    b.extend_from_slice(&req.send_first);
+                    b.freeze()
+                }
+                None => req.send_first,
+            });
+        }
         flags.handshake_deadline =
             Some(std::time::Instant::now() + self.config.tls_handshake_timeout);
         flags.can_read = true;
@@ -565,6 +599,26 @@ impl ConnectedSocketAdapter {
         tls: &mut rustls::Connection,
         flags: &mut Flags,
     ) -> io::Result<()> {
+        // Plaintext owed from before the upgrade (a partly written message, then the request's
+        // `send_first`, e.g. STARTTLS's go-ahead) goes out raw, before any TLS record.
+        while let Some(buf) = flags.pending.as_mut() {
+            if !flags.can_write {
+                self.arm_writer(flags);
+                return Ok(());
+            }
+            match self.conn.stream.write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n == buf.len() => flags.pending = None,
+                Ok(n) => buf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    flags.can_write = false;
+                    self.arm_writer(flags);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         loop {
             while tls.wants_write() {
                 if !flags.can_write {
@@ -586,8 +640,18 @@ impl ConnectedSocketAdapter {
             if tls.is_handshaking() || !flags.write_open {
                 return Ok(());
             }
-            match self.inbox.recv_now() {
-                Some(b) => tls.writer().write_all(&b)?,
+            match flags.tls_unsent.take().or_else(|| self.inbox.recv_now()) {
+                Some(mut b) => {
+                    // rustls takes what fits its buffer; the rest waits until that is flushed.
+                    let n = tls.writer().write(&b)?;
+                    if n < b.len() {
+                        if n == 0 && !tls.wants_write() {
+                            return Err(io::ErrorKind::WriteZero.into());
+                        }
+                        b.advance(n);
+                        flags.tls_unsent = Some(b);
+                    }
+                }
                 None if flags.finishing && !flags.close_notify_sent => {
                     flags.close_notify_sent = true;
                     tls.send_close_notify();
@@ -677,7 +741,7 @@ impl ConnectedSocketAdapter {
                 } else {
                     "TLS error"
                 };
-                if flags.handshake_deadline.is_some() {
+                if flags.handshake_deadline.take().is_some() {
                     let _ = self.sslready.send(SslReady::Failed(format!("{what}: {e}")));
                 }
                 return Err(io::Error::new(
@@ -706,8 +770,22 @@ impl ConnectedSocketAdapter {
             first_close: None,
             tcp_eof: false,
             close_notify_sent: false,
+            tls_unsent: None,
             handshake_deadline: None,
         };
+        let reason = self.run_loop(&mut flags).await;
+        if flags.handshake_deadline.is_some() {
+            // The connection ended mid-handshake (EOF, an I/O error, shutdown): the makessl
+            // request still gets its answer.
+            let _ = self
+                .sslready
+                .send(SslReady::Failed(format!("TLS handshake failed: {reason}")));
+        }
+        reason
+    }
+
+    /// The adapter's loop, until it ends; returns why.
+    async fn run_loop(&mut self, flags: &mut Flags) -> CloseReason {
         loop {
             while let Some(c) = self.control.recv_now() {
                 if c.is_shutdown_microprocess() {
@@ -728,15 +806,15 @@ impl ConnectedSocketAdapter {
                 flags.write_armed = false;
             }
             while let Some(req) = self.makessl.recv_now() {
-                if let Err(reason) = self.start_tls(req, &mut flags) {
+                if let Err(reason) = self.start_tls(req, flags) {
                     return reason;
                 }
             }
-            if let Some(reason) = self.handshake_expired(&flags) {
+            if let Some(reason) = self.handshake_expired(flags) {
                 return reason;
             }
             if flags.write_open || self.tls_wants_write() {
-                if let Err(e) = self.flush_any(&mut flags) {
+                if let Err(e) = self.flush_any(flags) {
                     return CloseReason::io(e);
                 }
             }
@@ -747,13 +825,13 @@ impl ConnectedSocketAdapter {
             }
             let mut more = false;
             if flags.read_open && flags.can_read && flags.held.is_none() {
-                match self.fill_any(&mut flags) {
+                match self.fill_any(flags) {
                     Ok(m) => more = m,
                     Err(e) => return CloseReason::io(e),
                 }
                 // A handshake step read from the peer may need an answer written at once.
                 if self.tls_wants_write() {
-                    if let Err(e) = self.flush_any(&mut flags) {
+                    if let Err(e) = self.flush_any(flags) {
                         return CloseReason::io(e);
                     }
                 }

@@ -55,18 +55,7 @@ impl Component for Echo {
     }
 
     async fn main(self) {
-        let b = self.boxes;
-        loop {
-            match b.next().await {
-                Msg::Data(chunk) => b.outbox.send_wait(chunk).await,
-                Msg::Control(c) => {
-                    if let Ipc::ProducerFinished(_) = c {
-                        let _ = b.signal.send(Ipc::producer_finished());
-                    }
-                    return;
-                }
-            }
-        }
+        pump(self.boxes, true).await;
     }
 }
 
@@ -118,16 +107,22 @@ impl Component for Discard {
     }
 
     async fn main(self) {
-        let b = self.boxes;
-        loop {
-            match b.next().await {
-                Msg::Data(_) => {}
-                Msg::Control(c) => {
-                    if let Ipc::ProducerFinished(_) = c {
-                        let _ = b.signal.send(Ipc::producer_finished());
-                    }
-                    return;
+        pump(self.boxes, false).await;
+    }
+}
+
+/// The loop of [`Echo`] (`echo`) and [`Discard`]: pass each chunk back or drop it; when the peer
+/// finishes, finish too (after the echoes), and stop when the connection ends.
+async fn pump(b: Boxes<Bytes, Bytes>, echo: bool) {
+    loop {
+        match b.next().await {
+            Msg::Data(chunk) if echo => b.outbox.send_wait(chunk).await,
+            Msg::Data(_) => {}
+            Msg::Control(c) => {
+                if let Ipc::ProducerFinished(_) = c {
+                    let _ = b.signal.send(Ipc::producer_finished());
                 }
+                return;
             }
         }
     }

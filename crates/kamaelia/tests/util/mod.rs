@@ -364,3 +364,15 @@ fn wait_for_peek(mut peek: impl FnMut(&mut [u8]) -> io::Result<usize>, n: usize)
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+/// Whether this host can listen on the IPv6 loopback (`::1`); some containers have IPv6 off.
+/// The IPv6 tests return early, saying so, when it cannot.
+pub(crate) fn ipv6_loopback_available() -> bool {
+    match TcpListener::bind("[::1]:0") {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipped: this host has no IPv6 loopback (::1): {e}");
+            false
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Pieces every mode shares: the byte pattern, the latency histogram, `/proc` readers, loopback
+//! address checks and the error type.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Errors of the generator: a line for the user.
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The period of the byte pattern. A prime, so that a message or stream position that lost,
+/// duplicated or reordered bytes almost never lines up with the pattern again.
+pub(crate) const PERIOD: usize = 251;
+
+/// A buffer whose byte `i` is `i % PERIOD`. The bytes of a stream at position `p`, or of a message
+/// that starts at pattern offset `o`, are `pattern[o..]`: sending and checking are slices of it.
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
+    (0..len + PERIOD).map(|i| (i % PERIOD) as u8).collect()
+}
+
+/// Parses `IP:PORT` (or `localhost:PORT`) and refuses anything that is not loopback: the harness
+/// never sends load anywhere else.
+pub(crate) fn loopback(s: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("invalid address {s:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .copied()
+        .find(|a| a.ip().is_loopback())
+        .ok_or_else(|| format!("{s:?} is not a loopback address (127.0.0.1, ::1): refused"))
+}
+
+/// A blocking connect with a deadline, `TCP_NODELAY` on (every server under test sets it too).
+pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Sleeps until `t` (returns at once if it has passed).
+pub(crate) fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Clock ticks per second of `/proc/PID/stat`'s `utime`/`stime` (Linux `USER_HZ`: 100 on x86-64
+/// and arm64 whatever the kernel's `HZ`).
+pub(crate) const CLK_TCK: u64 = 100;
+
+/// User plus system CPU time of process `pid` (all its threads) in clock ticks, from
+/// `/proc/PID/stat` fields 14 and 15.
+pub(crate) fn cpu_ticks(pid: u32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat format"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let field = |i: usize| -> io::Result<u64> {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat format"))
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+/// The resident set size of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
+pub(crate) fn vm_rss_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
+}
+
+/// This process's soft limit on open files.
+pub(crate) fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Fails with a clear message when `n` sockets will not fit under the open-files limit.
+pub(crate) fn check_open_files(n: usize) -> Result<(), Error> {
+    match open_files_limit() {
+        Some(limit) if (limit as usize) < n + 64 => Err(format!(
+            "{n} connections need more open files than this process may have ({limit}): \
+             raise it first, e.g. `ulimit -n {}`",
+            n + 1024
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Splits connected sockets into at most `threads` groups of consecutive ones, each socket with its
+/// index (the connection id).
+pub(crate) fn split(sockets: Vec<TcpStream>, threads: usize) -> Vec<Vec<(usize, TcpStream)>> {
+    let per = sockets
+        .len()
+        .div_ceil(threads.clamp(1, sockets.len().max(1)));
+    let mut groups: Vec<Vec<(usize, TcpStream)>> = Vec::new();
+    for (i, s) in sockets.into_iter().enumerate() {
+        if i % per == 0 {
+            groups.push(Vec::with_capacity(per));
+        }
+        if let Some(g) = groups.last_mut() {
+            g.push((i, s));
+        }
+    }
+    groups
+}
+
+/// A server's CPU time over a window, read from `/proc` at both ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuWindow {
+    pid: u32,
+    start: u64,
+}
+
+impl CpuWindow {
+    /// Starts the window now.
+    pub(crate) fn start(pid: u32) -> io::Result<Self> {
+        Ok(Self {
+            pid,
+            start: cpu_ticks(pid)?,
+        })
+    }
+
+    /// CPU microseconds the process used since [`CpuWindow::start`].
+    pub(crate) fn used_us(&self) -> io::Result<u64> {
+        Ok((cpu_ticks(self.pid)? - self.start) * 1_000_000 / CLK_TCK)
+    }
+}
+
+/// Sub-buckets per power of two in [`Histogram`]: values are kept to within 1/32 (about 3%).
+const SUB: u64 = 32;
+const SUB_BITS: u32 = 5;
+
+/// A log-linear histogram of nanosecond latencies: fixed size, no allocation per sample.
+#[derive(Clone)]
+pub(crate) struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Histogram {
+    pub(crate) fn new() -> Self {
+        Self {
+            counts: vec![0; ((64 - SUB_BITS as u64 + 1) * SUB) as usize],
+            total: 0,
+        }
+    }
+
+    fn bucket(v: u64) -> usize {
+        if v < SUB {
+            v as usize
+        } else {
+            let e = 63 - v.leading_zeros(); // >= SUB_BITS
+            let sub = (v >> (e - SUB_BITS)) & (SUB - 1);
+            ((e - SUB_BITS + 1) as u64 * SUB + sub) as usize
+        }
+    }
+
+    /// The middle of bucket `i`'s range.
+    fn value(i: usize) -> u64 {
+        let i = i as u64;
+        if i < SUB {
+            i
+        } else {
+            let e = (i / SUB) as u32 + SUB_BITS - 1;
+            let low = (SUB + i % SUB) << (e - SUB_BITS);
+            low + (1u64 << (e - SUB_BITS)) / 2
+        }
+    }
+
+    pub(crate) fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.counts[Self::bucket(ns)] += 1;
+        self.total += 1;
+    }
+
+    pub(crate) fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+    }
+
+    /// The `q` quantile (0..=1) in microseconds; 0 when empty.
+    pub(crate) fn quantile_us(&self, q: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let rank = ((self.total as f64 * q).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::value(i) as f64 / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
+impl fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Histogram")
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
+/// Counts errors and keeps the first few messages for stderr.
+#[derive(Debug, Default)]
+pub(crate) struct Errors {
+    pub(crate) count: u64,
+    pub(crate) first: Vec<String>,
+}
+
+impl Errors {
+    pub(crate) fn add(&mut self, what: impl fmt::Display) {
+        self.count += 1;
+        if self.first.len() < 5 {
+            self.first.push(what.to_string());
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Errors) {
+        self.count += other.count;
+        for m in other.first {
+            if self.first.len() < 5 {
+                self.first.push(m);
+            }
+        }
+    }
+
+    /// Prints the kept messages to stderr.
+    pub(crate) fn report(&self) {
+        for m in &self.first {
+            eprintln!("error: {m}");
+        }
+        if self.count > self.first.len() as u64 {
+            eprintln!("error: ... {} errors in all", self.count);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_round_trip_within_three_percent() {
+        for v in [0u64, 1, 31, 32, 33, 63, 64, 100, 1000, 12_345, 1 << 40] {
+            let back = Histogram::value(Histogram::bucket(v));
+            let err = back.abs_diff(v) as f64 / (v.max(1) as f64);
+            assert!(err <= 1.0 / 32.0, "{v} -> {back}");
+        }
+    }
+
+    #[test]
+    fn histogram_quantiles() {
+        let mut h = Histogram::new();
+        for us in 1..=100u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let p50 = h.quantile_us(0.5);
+        let p99 = h.quantile_us(0.99);
+        assert!((48.0..=52.0).contains(&p50), "{p50}");
+        assert!((96.0..=102.0).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn only_loopback_is_accepted() {
+        assert!(loopback("127.0.0.1:1").is_ok());
+        assert!(loopback("[::1]:1").is_ok());
+        assert!(loopback("10.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn reads_own_proc_stats() {
+        let pid = std::process::id();
+        assert!(vm_rss_kib(pid).unwrap() > 0);
+        cpu_ticks(pid).unwrap();
+    }
+}

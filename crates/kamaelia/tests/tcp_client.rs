@@ -1,0 +1,344 @@
+//! `TcpClient`: derived acceptance case 16 for Kamaelia's `TCPClient` (reference §11.4; upstream
+//! has no TCPClient tests), the §9 client flows, and the fixes of §10 item 8: the real `io::Error`
+//! in a single `socketShutdown` on `signal`, IPv6, name resolution, a connect timeout.
+//!
+//! | case | here |
+//! |---|---|
+//! | 16: data sent before connecting is delivered after | [`bytes_sent_before_connecting_arrive_after_connecting`] |
+//! | 16: a refused connection ends with one message on `signal` (Kamaelia: two `producerFinished(None)`) | [`a_refused_connect_ends_with_one_socket_shutdown_carrying_the_error`] |
+//! | 16: a timeout ends the client ("timeout") | [`a_connect_that_gets_no_answer_times_out`] |
+//! | 16: `producerFinished` on `control` after connecting (now a half-close) | [`producer_finished_half_closes_and_the_client_ends_after_the_peer_closes`] |
+//! | (`producerFinished` before the connection exists is kept, not lost) | [`producer_finished_before_connecting_is_applied_after_the_queued_bytes`] |
+//! | 16: `outbox` carries received bytes | [`outbox_carries_received_bytes_in_order`] |
+//! | `control` before the connection exists (`shutdownMicroprocess` abandons) | [`shutdown_microprocess_while_connecting_abandons_the_attempt`] |
+//! | (IPv6, names) | [`an_ipv6_literal_connects`], [`a_host_name_resolves_and_connects`] |
+//!
+//! The timeout cases never send traffic off the machine: the target is a loopback listener whose
+//! accept queue is full (backlog 0 and one connection already waiting), so the kernel drops the
+//! client's SYN and the handshake never completes. If a system answered such a SYN with a reset
+//! instead (Linux with `tcp_abort_on_overflow` set), those two tests would fail with
+//! `ConnectionRefused` rather than pass vacuously. The IPv6 test returns early (saying so on
+//! stderr) on a host that cannot listen on `::1` at all.
+
+mod util;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use axon::ipc::{CloseReason, SocketShutdown};
+use axon::{Component, Core, Inbox, Ipc, Scheduler};
+use bytes::Bytes;
+use kamaelia::internet::{TcpClient, TcpClientConfig};
+
+use util::{
+    closed_port, collector, drain_bytes, kinds, listener_with_backlog, pattern, read_available,
+    run, run_until, settle, take_all, ReadState, LIMIT,
+};
+
+/// A client on a scheduler, with its outboxes collected.
+struct Rig {
+    sched: Scheduler,
+    client: Core,
+    input: Inbox<Bytes>,
+    control: Inbox<Ipc>,
+    received: Inbox<Bytes>,
+    signal: Inbox<Ipc>,
+}
+
+fn rig(host: &str, port: u16, config: TcpClientConfig) -> Rig {
+    let sched = Scheduler::new();
+    let client = TcpClient::new(host, port, config);
+    let received = collector("bytes from the server");
+    let signal = collector("signal");
+    client.outbox().link_to(&received).unwrap();
+    client.signal().link_to(&signal).unwrap();
+    Rig {
+        client: client.core().clone(),
+        input: client.inbox().clone(),
+        control: client.control().clone(),
+        sched: {
+            sched.activate(client);
+            sched
+        },
+        received,
+        signal,
+    }
+}
+
+/// Waits for the listener to accept one connection, stepping the scheduler.
+fn accept(sched: &Scheduler, listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    run_until(sched, "the client to connect", || {
+        match listener.accept() {
+            Ok((s, _)) => accepted = Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept failed: {e}"),
+        }
+        accepted.is_some()
+    });
+    let s = accepted.unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.set_write_timeout(Some(LIMIT)).unwrap();
+    s
+}
+
+/// The single `socketShutdown` the client ends with (after any `producerFinished`s listed).
+fn final_report(signal: &Inbox<Ipc>, before: &[&str]) -> SocketShutdown {
+    let msgs = take_all(signal);
+    let mut want = before.to_vec();
+    want.push("socketShutdown");
+    assert_eq!(kinds(&msgs), want, "{msgs:?}");
+    match msgs.last() {
+        Some(Ipc::SocketShutdown(s)) => s.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A loopback listener that accepts nothing more: backlog 0 and one connection already queued.
+/// The returned stream keeps the queue full.
+fn full_listener() -> (TcpListener, TcpStream, SocketAddr) {
+    let listener = listener_with_backlog("127.0.0.1:0", 0);
+    let addr = listener.local_addr().unwrap();
+    let filler = TcpStream::connect_timeout(&addr, LIMIT).expect("the first connection fits");
+    (listener, filler, addr)
+}
+
+#[test]
+fn bytes_sent_before_connecting_arrive_after_connecting() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sched = Scheduler::new();
+    let client = TcpClient::new("127.0.0.1", port, TcpClientConfig::default());
+    // Delivered before the client is even activated.
+    let early = pattern(10_000, 20);
+    client.inbox().deliver(Bytes::from(early.clone())).unwrap();
+    client
+        .inbox()
+        .deliver(Bytes::from_static(b"+more"))
+        .unwrap();
+    sched.activate(client);
+    let mut server = accept(&sched, &listener);
+    let mut got = Vec::new();
+    run_until(&sched, "the early bytes at the server", || {
+        read_available(&mut server, &mut got);
+        got.len() >= early.len() + 5
+    });
+    let mut want = early;
+    want.extend_from_slice(b"+more");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn producer_finished_before_connecting_is_applied_after_the_queued_bytes() {
+    // `printf hi | client`: the input may end before the connection exists.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = rig(
+        "127.0.0.1",
+        listener.local_addr().unwrap().port(),
+        TcpClientConfig::default(),
+    );
+    r.input.deliver(Bytes::from_static(b"hi\n")).unwrap();
+    r.control.deliver(Ipc::producer_finished()).unwrap();
+    let mut server = accept(&r.sched, &listener);
+    let mut got = Vec::new();
+    run_until(&r.sched, "the bytes, then the FIN", || {
+        read_available(&mut server, &mut got) == ReadState::Eof
+    });
+    assert_eq!(got, b"hi\n");
+    // The reply still comes back (half-close), then the server closes and the client ends.
+    server.write_all(b"HI\n").unwrap();
+    drop(server);
+    run_until(&r.sched, "the client to end", || r.client.is_finished());
+    let mut back = Vec::new();
+    drain_bytes(&r.received, &mut back);
+    assert_eq!(back, b"HI\n");
+    let report = final_report(&r.signal, &["producerFinished"]);
+    assert_eq!(report.reason, CloseReason::ProducerFinished);
+}
+
+#[test]
+fn a_refused_connect_ends_with_one_socket_shutdown_carrying_the_error() {
+    let addr = closed_port();
+    let r = rig("127.0.0.1", addr.port(), TcpClientConfig::default());
+    run(&r.sched);
+    assert!(r.client.is_finished());
+    assert_eq!(
+        final_report(&r.signal, &[]),
+        SocketShutdown {
+            caller: Some(r.client.id()),
+            connection: None,
+            reason: CloseReason::io(std::io::ErrorKind::ConnectionRefused.into()),
+        }
+    );
+    assert!(r.received.is_empty());
+}
+
+#[test]
+fn a_connect_that_gets_no_answer_times_out() {
+    let (_listener, _filler, addr) = full_listener();
+    let r = rig(
+        "127.0.0.1",
+        addr.port(),
+        TcpClientConfig::default().connect_timeout(Duration::from_millis(200)),
+    );
+    run(&r.sched);
+    assert_eq!(
+        final_report(&r.signal, &[]),
+        SocketShutdown {
+            caller: Some(r.client.id()),
+            connection: None,
+            reason: CloseReason::Timeout("connect"),
+        }
+    );
+}
+
+#[test]
+fn shutdown_microprocess_while_connecting_abandons_the_attempt() {
+    let (_listener, _filler, addr) = full_listener();
+    let r = rig("127.0.0.1", addr.port(), TcpClientConfig::default());
+    settle(&r.sched); // the attempt is under way, and hangs
+    assert!(!r.client.is_finished());
+    assert!(r.signal.is_empty());
+    r.control.deliver(Ipc::shutdown_microprocess()).unwrap();
+    run(&r.sched);
+    assert_eq!(
+        final_report(&r.signal, &[]),
+        SocketShutdown {
+            caller: Some(r.client.id()),
+            connection: None,
+            reason: CloseReason::Shutdown,
+        }
+    );
+}
+
+#[test]
+fn producer_finished_half_closes_and_the_client_ends_after_the_peer_closes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let r = rig("127.0.0.1", addr.port(), TcpClientConfig::default());
+    let mut server = accept(&r.sched, &listener);
+
+    server.write_all(b"hi").unwrap();
+    let mut got = Vec::new();
+    run_until(&r.sched, "the greeting", || {
+        drain_bytes(&r.received, &mut got);
+        got.len() >= 2
+    });
+    assert_eq!(got, b"hi");
+
+    r.input.deliver(Bytes::from_static(b"last words")).unwrap();
+    r.control.deliver(Ipc::producer_finished()).unwrap();
+    let mut at_server = Vec::new();
+    run_until(&r.sched, "the client's FIN", || {
+        read_available(&mut server, &mut at_server) == ReadState::Eof
+    });
+    assert_eq!(at_server, b"last words", "queued bytes first, then the FIN");
+
+    // Half-closed: the client still reads until the server closes.
+    server.write_all(b"after your FIN").unwrap();
+    let mut late = Vec::new();
+    run_until(&r.sched, "bytes after the half-close", || {
+        drain_bytes(&r.received, &mut late);
+        late.len() >= 14
+    });
+    assert_eq!(late, b"after your FIN");
+    assert!(!r.client.is_finished());
+    assert!(r.signal.is_empty());
+
+    let client_addr = server.peer_addr().unwrap();
+    drop(server);
+    run_until(&r.sched, "the client to end", || r.client.is_finished());
+    settle(&r.sched);
+    let report = final_report(&r.signal, &["producerFinished"]);
+    assert_eq!(report.caller, Some(r.client.id()));
+    assert_eq!(
+        report.reason,
+        CloseReason::ProducerFinished,
+        "we closed first"
+    );
+    let info = report.connection.expect("the connection that was made");
+    assert_eq!(info.peer, addr);
+    assert_eq!(info.local, client_addr);
+}
+
+#[test]
+fn outbox_carries_received_bytes_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = rig(
+        "127.0.0.1",
+        listener.local_addr().unwrap().port(),
+        TcpClientConfig::default(),
+    );
+    let mut server = accept(&r.sched, &listener);
+    let data = pattern(500_000, 21);
+    for piece in data.chunks(33_333) {
+        server.write_all(piece).unwrap();
+    }
+    drop(server);
+    let mut got = Vec::new();
+    run_until(&r.sched, "every byte and the server's EOF", || {
+        drain_bytes(&r.received, &mut got);
+        !r.signal.is_empty()
+    });
+    drain_bytes(&r.received, &mut got);
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    assert_eq!(kinds(&take_all(&r.signal)), ["producerFinished"]);
+    // Our side is still open (nobody finished it); closing it ends the client.
+    assert!(!r.client.is_finished());
+    r.control.deliver(Ipc::producer_finished()).unwrap();
+    run_until(&r.sched, "the client to end", || r.client.is_finished());
+    assert_eq!(final_report(&r.signal, &[]).reason, CloseReason::Eof);
+}
+
+fn round_trip_via(host: &str, listener: &TcpListener) -> SocketShutdown {
+    let addr = listener.local_addr().unwrap();
+    let r = rig(host, addr.port(), TcpClientConfig::default());
+    let mut server = accept(&r.sched, listener);
+    server.write_all(b"ping").unwrap();
+    let mut got = Vec::new();
+    run_until(&r.sched, "bytes from the server", || {
+        drain_bytes(&r.received, &mut got);
+        got.len() >= 4
+    });
+    assert_eq!(got, b"ping");
+    r.input.deliver(Bytes::from_static(b"pong")).unwrap();
+    r.control.deliver(Ipc::producer_finished()).unwrap();
+    let mut back = Vec::new();
+    run_until(&r.sched, "the reply and FIN", || {
+        read_available(&mut server, &mut back) == ReadState::Eof
+    });
+    assert_eq!(back, b"pong");
+    drop(server);
+    run_until(&r.sched, "the client to end", || r.client.is_finished());
+    final_report(&r.signal, &["producerFinished"])
+}
+
+#[test]
+fn an_ipv6_literal_connects() {
+    if !util::ipv6_loopback_available() {
+        return;
+    }
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    for host in ["::1", "[::1]"] {
+        let report = round_trip_via(host, &listener);
+        let info = report.connection.unwrap();
+        assert_eq!(info.peer, addr, "via {host}");
+        assert!(info.local.is_ipv6());
+    }
+}
+
+#[test]
+fn a_host_name_resolves_and_connects() {
+    // Only IPv4 listens: if `localhost` also resolves to ::1, that attempt is refused and the
+    // client goes on to the next address.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let report = round_trip_via("localhost", &listener);
+    assert_eq!(
+        report.connection.unwrap().peer,
+        listener.local_addr().unwrap()
+    );
+}
