@@ -386,7 +386,7 @@ fn server_shutdown_closes_every_connection_and_ends() {
 #[test]
 fn producer_finished_drains_open_connections_then_force_closes_the_rest() {
     let r = rig(
-        ServerConfig::default().drain_deadline(Duration::from_millis(200)),
+        ServerConfig::default().drain_deadline(Duration::from_millis(1500)),
         echo,
     );
     let mut busy = connect(r.addr);
