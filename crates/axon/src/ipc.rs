@@ -34,6 +34,9 @@ pub enum Ipc {
     SocketShutdown(SocketShutdown),
     /// Stop the server (Kamaelia's `serverShutdown`, a kind of `shutdownMicroprocess`).
     ServerShutdown(ServerShutdown),
+    /// Abort: stop now and drop everything queued; a connection is reset (RST), not closed. A kind
+    /// of `shutdownMicroprocess` for components that do not tell the two apart.
+    Abort(Abort),
     /// A server accepted a connection and made a socket adapter for it (Kamaelia's `newCSA`).
     NewCsa(NewCsa),
     /// A socket adapter ended (Kamaelia's `shutdownCSA`).
@@ -84,6 +87,7 @@ impl Ipc {
             Self::ShutdownMicroprocess(m) => m.caller,
             Self::SocketShutdown(m) => m.caller,
             Self::ServerShutdown(m) => m.caller,
+            Self::Abort(m) => m.caller,
             Self::NewCsa(m) => Some(m.caller),
             Self::ShutdownCsa(m) => Some(m.caller),
             Self::Notify(m) => m.caller,
@@ -100,6 +104,7 @@ impl fmt::Display for Ipc {
             Self::ShutdownMicroprocess(_) => write!(f, "shutdownMicroprocess"),
             Self::SocketShutdown(m) => write!(f, "socketShutdown({m})"),
             Self::ServerShutdown(_) => write!(f, "serverShutdown"),
+            Self::Abort(_) => write!(f, "abort"),
             Self::NewCsa(m) => write!(f, "newCSA({} {})", m.csa, m.connection),
             Self::ShutdownCsa(m) => write!(f, "shutdownCSA({})", m.csa),
             Self::Status(s) => write!(f, "status({s})"),
@@ -130,6 +135,13 @@ pub struct ShutdownMicroprocess {
 /// Kamaelia's `serverShutdown`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerShutdown {
+    /// The component that asks.
+    pub caller: Option<ComponentId>,
+}
+
+/// Abort: stop now, drop what is queued, reset the connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Abort {
     /// The component that asks.
     pub caller: Option<ComponentId>,
 }

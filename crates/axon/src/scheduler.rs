@@ -366,13 +366,18 @@ impl Scheduler {
 
     /// Replaces the OS wait hook (the networking crate's `Selector` does this when it starts).
     pub fn set_driver(&self, driver: Box<dyn Driver>) {
+        let unpark = driver.unparker();
         *self
             .inner
             .remote
             .unpark
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = driver.unparker();
+            .unwrap_or_else(PoisonError::into_inner) = unpark.clone();
         *self.inner.driver.borrow_mut() = driver;
+        // A wake sent through the old driver's unparker (another thread may have read it just
+        // before the swap) would not end the new driver's wait: the next park returns at once, and
+        // the scheduler looks for wakes again.
+        unpark.unpark();
     }
 
     /// Puts `delay` between cycles (Axon's `slowmo`), to watch a graph run slowly.

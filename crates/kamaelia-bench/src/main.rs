@@ -123,7 +123,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct Target {
-    /// The server's address: loopback only (127.0.0.1:PORT, [::1]:PORT, localhost:PORT).
+    /// The server's address: loopback only (`127.0.0.1:PORT`, `[::1]:PORT`, `localhost:PORT`).
     #[arg(long, value_parser = common::loopback)]
     addr: SocketAddr,
 }
