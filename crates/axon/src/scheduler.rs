@@ -27,8 +27,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -195,32 +194,9 @@ impl Wake for RemoteWake {
     }
 }
 
-struct TimerEntry {
-    deadline: Instant,
-    seq: u64,
-    cell: Weak<ComponentCell>,
-}
-
-impl PartialEq for TimerEntry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for TimerEntry {}
-
-impl PartialOrd for TimerEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for TimerEntry {
-    /// Reversed, so the `BinaryHeap` pops the earliest deadline first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
-    }
-}
+/// A timer's place in the scheduler's timer map: its deadline and a sequence number that makes
+/// the key unique. [`Sleep`](crate::Sleep) keeps it so dropping the sleep removes the timer.
+pub(crate) type TimerKey = (Instant, u64);
 
 /// A component that panicked, as recorded by the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +218,9 @@ struct Services {
 pub(crate) struct Inner {
     runq: Rc<RunQueue>,
     tasks: RefCell<HashMap<ComponentId, Rc<ComponentCell>>>,
-    timers: RefCell<BinaryHeap<TimerEntry>>,
+    /// Armed timers, earliest first. A map, not a heap, so a dropped `Sleep` removes its entry at
+    /// once: a component that re-arms a timeout per message does not grow it.
+    timers: RefCell<BTreeMap<TimerKey, Weak<ComponentCell>>>,
     timer_seq: Cell<u64>,
     remote: Arc<Remote>,
     driver: RefCell<Box<dyn Driver>>,
@@ -289,19 +267,19 @@ impl Inner {
         }
     }
 
-    /// Arms a timer that wakes the component being polled at `deadline`.
-    pub(crate) fn add_timer(&self, deadline: Instant) -> bool {
-        let Some(cell) = self.current.borrow().as_ref().map(Rc::downgrade) else {
-            return false;
-        };
+    /// Arms a timer that wakes the component being polled at `deadline`; `None` if no component
+    /// is being polled.
+    pub(crate) fn add_timer(&self, deadline: Instant) -> Option<TimerKey> {
+        let cell = self.current.borrow().as_ref().map(Rc::downgrade)?;
         let seq = self.timer_seq.get();
         self.timer_seq.set(seq + 1);
-        self.timers.borrow_mut().push(TimerEntry {
-            deadline,
-            seq,
-            cell,
-        });
-        true
+        self.timers.borrow_mut().insert((deadline, seq), cell);
+        Some((deadline, seq))
+    }
+
+    /// Disarms a timer (it may already have fired).
+    pub(crate) fn remove_timer(&self, key: TimerKey) {
+        self.timers.borrow_mut().remove(&key);
     }
 }
 
@@ -501,7 +479,11 @@ impl Scheduler {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        self.inner.timers.borrow().peek().map(|t| t.deadline)
+        self.inner
+            .timers
+            .borrow()
+            .first_key_value()
+            .map(|(k, _)| k.0)
     }
 
     fn fire_timers(&self) {
@@ -510,8 +492,8 @@ impl Scheduler {
             return;
         }
         let now = Instant::now();
-        while timers.peek().is_some_and(|t| t.deadline <= now) {
-            if let Some(cell) = timers.pop().and_then(|t| t.cell.upgrade()) {
+        while timers.first_key_value().is_some_and(|(k, _)| k.0 <= now) {
+            if let Some(cell) = timers.pop_first().and_then(|(_, c)| c.upgrade()) {
                 cell.wake();
             }
         }

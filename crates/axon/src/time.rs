@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::scheduler::with_current;
+use crate::scheduler::{with_current, TimerKey};
 
 /// Waits for `duration`. Must be awaited inside a component running on a scheduler.
 ///
@@ -35,7 +35,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
-        armed: false,
+        armed: None,
     }
 }
 
@@ -49,7 +49,8 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
-    armed: bool,
+    /// The scheduler timer, once armed; removed again when the sleep is reset or dropped.
+    armed: Option<TimerKey>,
 }
 
 impl Sleep {
@@ -60,8 +61,18 @@ impl Sleep {
 
     /// Moves the deadline (the timer is re-armed on the next poll).
     pub fn reset(&mut self, deadline: Instant) {
+        self.disarm();
         self.deadline = deadline;
-        self.armed = false;
+    }
+
+    fn disarm(&mut self) {
+        if let Some(key) = self.armed.take() {
+            with_current(|s| {
+                if let Some(s) = s {
+                    s.remove_timer(key);
+                }
+            });
+        }
     }
 }
 
@@ -72,16 +83,22 @@ impl Future for Sleep {
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
-        if !self.armed {
+        if self.armed.is_none() {
             let deadline = self.deadline;
-            let armed = with_current(|s| s.is_some_and(|s| s.add_timer(deadline)));
+            let key = with_current(|s| s.and_then(|s| s.add_timer(deadline)));
             assert!(
-                armed,
+                key.is_some(),
                 "axon::sleep polled outside a component running on an axon scheduler"
             );
-            self.armed = true;
+            self.armed = key;
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.disarm();
     }
 }
 

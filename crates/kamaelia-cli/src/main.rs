@@ -24,7 +24,7 @@ use axon::{
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use kamaelia::chassis::{ServerConfig, ServerCore};
-use kamaelia::internet::{tls, TcpClient, TcpClientConfig};
+use kamaelia::internet::{tls, CsaConfig, TcpClient, TcpClientConfig};
 use kamaelia::protocols::{chat, relay, Discard, Echo};
 use kamaelia::util::{reader, writer};
 
@@ -51,6 +51,8 @@ enum Command {
         drain_timeout: f64,
         #[command(flatten)]
         tls: ServerTls,
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Connect to HOST:PORT: stdin goes to the socket, the socket to stdout.
     Connect {
@@ -83,7 +85,53 @@ enum Command {
         drain_timeout: f64,
         #[command(flatten)]
         tls: ServerTls,
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
+}
+
+/// Per-connection timeouts for servers. 0 turns one off.
+#[derive(Debug, clap::Args)]
+struct Timeouts {
+    /// Close a connection after this many seconds with no byte either way.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    idle_timeout: f64,
+    /// Close a connection whose peer stops reading while we have data for it, after this long.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    write_stall_timeout: f64,
+    /// Slow-loris guard: once a peer sends anything in a window of this many seconds, it must send
+    /// at least --read-min-bytes in it (off by default).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    read_timeout: f64,
+    /// See --read-timeout.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    read_min_bytes: usize,
+    /// Close a connection whose TLS handshake takes longer than this.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    tls_handshake_timeout: f64,
+}
+
+impl Timeouts {
+    /// Sets the timeouts on every connection of `config`.
+    fn apply(&self, config: ServerConfig) -> Result<ServerConfig> {
+        let opt = |s: f64, flag: &str| -> Result<Option<Duration>> {
+            let d = seconds(s, flag)?;
+            Ok((!d.is_zero()).then_some(d))
+        };
+        let csa = CsaConfig::default()
+            .idle_timeout(opt(self.idle_timeout, "--idle-timeout")?)
+            .write_stall_timeout(opt(self.write_stall_timeout, "--write-stall-timeout")?)
+            .read_timeout(
+                opt(self.read_timeout, "--read-timeout")?,
+                self.read_min_bytes,
+            )
+            .tls_handshake_timeout(seconds(
+                self.tls_handshake_timeout,
+                "--tls-handshake-timeout",
+            )?);
+        let tcp = config.tcp.clone().csa(csa);
+        Ok(config.tcp(tcp))
+    }
 }
 
 /// TLS for the listening side.
@@ -140,11 +188,13 @@ fn main() -> ExitCode {
             protocol,
             drain_timeout,
             tls,
+            timeouts,
         } => serve(
             &listen,
             protocol,
             seconds(drain_timeout, "--drain-timeout"),
             &tls,
+            &timeouts,
         ),
         Command::Connect {
             target,
@@ -161,11 +211,13 @@ fn main() -> ExitCode {
             to,
             drain_timeout,
             tls,
+            timeouts,
         } => relay_cmd(
             &listen,
             &to,
             seconds(drain_timeout, "--drain-timeout"),
             &tls,
+            &timeouts,
         ),
     };
     match result {
@@ -264,10 +316,11 @@ fn serve(
     protocol: Protocol,
     drain: Result<Duration>,
     tls: &ServerTls,
+    timeouts: &Timeouts,
 ) -> Result<ExitCode> {
     let drain = drain?;
     let addr = listen_addr(listen)?;
-    let config = tls.apply(ServerConfig::default().drain_deadline(drain))?;
+    let config = timeouts.apply(tls.apply(ServerConfig::default().drain_deadline(drain))?)?;
     let server = match protocol {
         Protocol::Echo => ServerCore::new(addr, |_| Box::new(Echo::new()), config),
         Protocol::Discard => ServerCore::new(addr, |_| Box::new(Discard::new()), config),
@@ -277,11 +330,17 @@ fn serve(
     run_server(server, drain)
 }
 
-fn relay_cmd(listen: &str, to: &str, drain: Result<Duration>, tls: &ServerTls) -> Result<ExitCode> {
+fn relay_cmd(
+    listen: &str,
+    to: &str,
+    drain: Result<Duration>,
+    tls: &ServerTls,
+    timeouts: &Timeouts,
+) -> Result<ExitCode> {
     let drain = drain?;
     let addr = listen_addr(listen)?;
     let (host, port) = host_port(to)?;
-    let config = tls.apply(ServerConfig::default().drain_deadline(drain))?;
+    let config = timeouts.apply(tls.apply(ServerConfig::default().drain_deadline(drain))?)?;
     let server = ServerCore::new(
         addr,
         relay::factory(&host, port, TcpClientConfig::default()),

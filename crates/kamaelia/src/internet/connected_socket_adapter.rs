@@ -3,9 +3,11 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axon::ipc::{
     CloseReason, ConnectionId, ConnectionInfo, ProducerFinished, SelectorRequest, ShutdownCsa,
@@ -85,7 +87,19 @@ pub struct CsaConfig {
     /// (or gets `NoSpaceInBox`) once this many messages are queued.
     pub inbox_size: usize,
     /// How long a TLS handshake may take before the connection is ended.
-    pub tls_handshake_timeout: std::time::Duration,
+    pub tls_handshake_timeout: Duration,
+    /// End the connection after this long with no byte either way (reason `Timeout("idle")`).
+    pub idle_timeout: Option<Duration>,
+    /// Slow-loris guard: in each window of this length in which the peer sends anything at all,
+    /// it must send at least [`read_min_bytes`](Self::read_min_bytes), or the connection ends
+    /// (reason `Timeout("read")`). Silence is the idle timeout's business; time spent held back by
+    /// our own consumer does not count against the peer.
+    pub read_timeout: Option<Duration>,
+    /// The least a peer must send per [`read_timeout`](Self::read_timeout) window once it sends.
+    pub read_min_bytes: usize,
+    /// End the connection when data is queued for the peer but no byte could be written for this
+    /// long: the peer does not read (reason `Timeout("write stall")`).
+    pub write_stall_timeout: Option<Duration>,
 }
 
 impl Default for CsaConfig {
@@ -94,7 +108,11 @@ impl Default for CsaConfig {
             read_size: 64 * 1024,
             reads_per_wake: 16,
             inbox_size: 64,
-            tls_handshake_timeout: std::time::Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            read_timeout: None,
+            read_min_bytes: 1,
+            write_stall_timeout: None,
         }
     }
 }
@@ -113,9 +131,70 @@ impl CsaConfig {
     }
 
     /// Sets how long a TLS handshake may take before the connection is ended.
-    pub fn tls_handshake_timeout(mut self, d: std::time::Duration) -> Self {
+    pub fn tls_handshake_timeout(mut self, d: Duration) -> Self {
         self.tls_handshake_timeout = d;
         self
+    }
+
+    /// Sets the idle timeout (`None`: never).
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Sets the slow-loris guard: at least `min_bytes` per `window` once the peer sends anything
+    /// (`None`: off).
+    pub fn read_timeout(mut self, window: Option<Duration>, min_bytes: usize) -> Self {
+        self.read_timeout = window;
+        self.read_min_bytes = min_bytes.max(1);
+        self
+    }
+
+    /// Sets the write-stall timeout (`None`: never).
+    pub fn write_stall_timeout(mut self, d: Option<Duration>) -> Self {
+        self.write_stall_timeout = d;
+        self
+    }
+
+    fn has_timeouts(&self) -> bool {
+        self.idle_timeout.is_some()
+            || self.read_timeout.is_some()
+            || self.write_stall_timeout.is_some()
+    }
+}
+
+/// Waits for `pause` or `timer`, whichever is first; true if the timer fired.
+async fn race(pause: axon::Pause<'_>, timer: &mut axon::Sleep) -> bool {
+    let mut pause = std::pin::pin!(pause);
+    std::future::poll_fn(|cx| {
+        if std::pin::Pin::new(&mut *timer).poll(cx).is_ready() {
+            return std::task::Poll::Ready(true);
+        }
+        pause.as_mut().poll(cx).map(|()| false)
+    })
+    .await
+}
+
+/// The clocks behind the idle, read and write-stall timeouts.
+struct Clocks {
+    activity: Instant,
+    seen_total: u64,
+    window_start: Instant,
+    window_in: u64,
+    stall_since: Instant,
+    stall_out: u64,
+}
+
+impl Clocks {
+    fn new(now: Instant) -> Self {
+        Self {
+            activity: now,
+            seen_total: 0,
+            window_start: now,
+            window_in: 0,
+            stall_since: now,
+            stall_out: 0,
+        }
     }
 }
 
@@ -191,8 +270,11 @@ struct Flags {
     /// Under TLS: the part of a message rustls has not taken yet (its buffer was full).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls_unsent: Option<Bytes>,
+    /// Bytes read from and written to the socket (on the wire, so TLS records under TLS).
+    bytes_in: u64,
+    bytes_out: u64,
     /// Under TLS: when the handshake must be done by.
-    handshake_deadline: Option<std::time::Instant>,
+    handshake_deadline: Option<Instant>,
 }
 
 /// Wraps one connected socket: bytes on `inbox` go to the wire, bytes from the wire come out of
@@ -208,7 +290,7 @@ struct Flags {
 ///   with other streams. Bounded ([`CsaConfig::inbox_size`]): producers wait while the socket is slow.
 /// * `control` — `producerFinished` (or a kind of it): send everything already queued, then close
 ///   the write side (FIN); `shutdownMicroprocess` (or `serverShutdown`): close now, dropping what is
-///   queued. Other messages are ignored.
+///   queued; `abort`: the same, but the peer gets a reset (RST). Other messages are ignored.
 /// * `ReadReady` — readiness notices from the [`Selector`](super::Selector): the socket may be readable.
 /// * `SendReady` — readiness notices: the socket may be writable.
 /// * `makessl` — [`MakeSsl`]: upgrade to TLS in place.
@@ -421,24 +503,52 @@ impl ConnectedSocketAdapter {
                     }
                 }
             }
-            if !flags.can_write {
-                self.arm_writer(flags);
+            if !self.write_pending(flags)? {
                 return Ok(());
             }
-            let Some(buf) = flags.pending.as_mut() else {
-                continue;
+        }
+    }
+
+    /// Interprets one write attempt: `Some(n)` bytes went out (0 after an interruption), `None`
+    /// means the socket would block (a writer notice is requested), errors are fatal.
+    fn wrote(&self, attempt: io::Result<usize>, flags: &mut Flags) -> io::Result<Option<usize>> {
+        match attempt {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                flags.bytes_out += n as u64;
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                flags.can_write = false;
+                self.arm_writer(flags);
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `flags.pending` to the socket as it is: true once all of it is out, false if the
+    /// socket would block first.
+    fn write_pending(&mut self, flags: &mut Flags) -> io::Result<bool> {
+        loop {
+            if !flags.can_write {
+                self.arm_writer(flags);
+                return Ok(false);
+            }
+            let attempt = match flags.pending.as_ref() {
+                Some(buf) => self.conn.stream.write(buf),
+                None => return Ok(true),
             };
-            match self.conn.stream.write(buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n == buf.len() => flags.pending = None,
-                Ok(n) => buf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    flags.can_write = false;
-                    self.arm_writer(flags);
-                    return Ok(());
+            let Some(n) = self.wrote(attempt, flags)? else {
+                return Ok(false);
+            };
+            if let Some(buf) = flags.pending.as_mut() {
+                if n >= buf.len() {
+                    flags.pending = None;
+                } else {
+                    buf.advance(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
         }
     }
@@ -449,6 +559,7 @@ impl ConnectedSocketAdapter {
         for _ in 0..self.config.reads_per_wake {
             match read_chunk(&mut self.conn.stream, self.config.read_size) {
                 Ok(Some(chunk)) => {
+                    flags.bytes_in += chunk.len() as u64;
                     if let Err(full) = self.outbox.send(chunk) {
                         flags.held = Some(full.message);
                         return Ok(false);
@@ -500,7 +611,7 @@ impl ConnectedSocketAdapter {
 
     fn handshake_expired(&self, flags: &mut Flags) -> Option<CloseReason> {
         let deadline = flags.handshake_deadline?;
-        (std::time::Instant::now() >= deadline).then(|| {
+        (Instant::now() >= deadline).then(|| {
             flags.handshake_deadline = None;
             let _ = self
                 .sslready
@@ -566,8 +677,7 @@ impl ConnectedSocketAdapter {
                 None => req.send_first,
             });
         }
-        flags.handshake_deadline =
-            Some(std::time::Instant::now() + self.config.tls_handshake_timeout);
+        flags.handshake_deadline = Some(Instant::now() + self.config.tls_handshake_timeout);
         flags.can_read = true;
         self.tls = Some(Box::new(tls));
         Ok(())
@@ -601,23 +711,8 @@ impl ConnectedSocketAdapter {
     ) -> io::Result<()> {
         // Plaintext owed from before the upgrade (a partly written message, then the request's
         // `send_first`, e.g. STARTTLS's go-ahead) goes out raw, before any TLS record.
-        while let Some(buf) = flags.pending.as_mut() {
-            if !flags.can_write {
-                self.arm_writer(flags);
-                return Ok(());
-            }
-            match self.conn.stream.write(buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n == buf.len() => flags.pending = None,
-                Ok(n) => buf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    flags.can_write = false;
-                    self.arm_writer(flags);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if !self.write_pending(flags)? {
+            return Ok(());
         }
         loop {
             while tls.wants_write() {
@@ -625,16 +720,9 @@ impl ConnectedSocketAdapter {
                     self.arm_writer(flags);
                     return Ok(());
                 }
-                match tls.write_tls(&mut self.conn.stream) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        flags.can_write = false;
-                        self.arm_writer(flags);
-                        return Ok(());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                let attempt = tls.write_tls(&mut self.conn.stream);
+                if self.wrote(attempt, flags)?.is_none() {
+                    return Ok(());
                 }
             }
             if tls.is_handshaking() || !flags.write_open {
@@ -724,7 +812,7 @@ impl ConnectedSocketAdapter {
             }
             match tls.read_tls(&mut self.conn.stream) {
                 Ok(0) => flags.tcp_eof = true,
-                Ok(_) => {}
+                Ok(n) => flags.bytes_in += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     flags.can_read = false;
                     self.arm_reader(flags);
@@ -754,6 +842,71 @@ impl ConnectedSocketAdapter {
         Ok(true)
     }
 
+    /// Ends the connection if one of its timeouts has run out.
+    fn check_timeouts(&self, f: &Flags, c: &mut Clocks, now: Instant) -> Option<CloseReason> {
+        let cfg = &self.config;
+        let total = f.bytes_in + f.bytes_out;
+        if total != c.seen_total {
+            c.seen_total = total;
+            c.activity = now;
+        }
+        if cfg.idle_timeout.is_some_and(|t| now >= c.activity + t) {
+            return Some(CloseReason::Timeout("idle"));
+        }
+        if let Some(t) = cfg.read_timeout {
+            if !f.read_open || f.held.is_some() {
+                // Closed, or held back by our own consumer: not the peer's fault.
+                c.window_start = now;
+                c.window_in = f.bytes_in;
+            } else if now >= c.window_start + t {
+                let got = f.bytes_in - c.window_in;
+                if got > 0 && got < cfg.read_min_bytes as u64 {
+                    return Some(CloseReason::Timeout("read"));
+                }
+                c.window_start = now;
+                c.window_in = f.bytes_in;
+            }
+        }
+        if let Some(t) = cfg.write_stall_timeout {
+            if !self.has_queued(f) || f.bytes_out != c.stall_out {
+                c.stall_since = now;
+                c.stall_out = f.bytes_out;
+            } else if now >= c.stall_since + t {
+                return Some(CloseReason::Timeout("write stall"));
+            }
+        }
+        None
+    }
+
+    /// Whether anything waits to be written to the peer.
+    fn has_queued(&self, f: &Flags) -> bool {
+        f.pending.is_some()
+            || f.tls_unsent.is_some()
+            || !self.inbox.is_empty()
+            || self.tls_wants_write()
+    }
+
+    /// The earliest moment a timeout could run out, if any applies.
+    fn next_deadline(&self, f: &Flags, c: Option<&Clocks>) -> Option<Instant> {
+        let mut next = f.handshake_deadline;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if let Some(c) = c {
+            let cfg = &self.config;
+            consider(cfg.idle_timeout.map(|t| c.activity + t));
+            if f.read_open && f.held.is_none() {
+                consider(cfg.read_timeout.map(|t| c.window_start + t));
+            }
+            if self.has_queued(f) {
+                consider(cfg.write_stall_timeout.map(|t| c.stall_since + t));
+            }
+        }
+        next
+    }
+
     /// The adapter's life; returns why it ended.
     async fn run(&mut self) -> CloseReason {
         let mut flags = Flags {
@@ -771,6 +924,8 @@ impl ConnectedSocketAdapter {
             tcp_eof: false,
             close_notify_sent: false,
             tls_unsent: None,
+            bytes_in: 0,
+            bytes_out: 0,
             handshake_deadline: None,
         };
         let reason = self.run_loop(&mut flags).await;
@@ -786,8 +941,19 @@ impl ConnectedSocketAdapter {
 
     /// The adapter's loop, until it ends; returns why.
     async fn run_loop(&mut self, flags: &mut Flags) -> CloseReason {
+        let mut clocks = self
+            .config
+            .has_timeouts()
+            .then(|| Clocks::new(Instant::now()));
+        let mut timer: Option<axon::Sleep> = None;
         loop {
             while let Some(c) = self.control.recv_now() {
+                if let Ipc::Abort(_) = c {
+                    // Linger 0: closing sends RST and drops whatever the kernel still holds.
+                    let _ =
+                        socket2::SockRef::from(&self.conn.stream).set_linger(Some(Duration::ZERO));
+                    return CloseReason::Aborted;
+                }
                 if c.is_shutdown_microprocess() {
                     return CloseReason::Shutdown;
                 }
@@ -812,6 +978,11 @@ impl ConnectedSocketAdapter {
             }
             if let Some(reason) = self.handshake_expired(flags) {
                 return reason;
+            }
+            if let Some(clocks) = clocks.as_mut() {
+                if let Some(reason) = self.check_timeouts(flags, clocks, Instant::now()) {
+                    return reason;
+                }
             }
             if flags.write_open || self.tls_wants_write() {
                 if let Err(e) = self.flush_any(flags) {
@@ -848,14 +1019,33 @@ impl ConnectedSocketAdapter {
             }
             if more {
                 axon::yield_now().await;
-            } else if let Some(deadline) = flags.handshake_deadline {
-                let wait = deadline.saturating_duration_since(std::time::Instant::now());
-                let _ = axon::timeout(wait, self.core.pause()).await;
-            } else if flags.held.is_some() {
-                // Woken when the consumer collects from its full inbox.
-                self.core.pause().await;
+                continue;
+            }
+            // Held back by a full consumer: wake when it collects. Otherwise only deliveries
+            // (readiness, data, control) and deadlines matter.
+            let pause = if flags.held.is_some() {
+                self.core.pause()
             } else {
-                self.core.pause_for_delivery().await;
+                self.core.pause_for_delivery()
+            };
+            // One timer for all deadlines, moved only when a deadline comes *earlier*: when it fires
+            // the loop re-checks the real deadlines and re-arms, so busy connections do not touch
+            // the scheduler's timers per message.
+            match self.next_deadline(flags, clocks.as_ref()) {
+                Some(deadline) => {
+                    if timer.as_ref().is_none_or(|t| t.deadline() > deadline) {
+                        timer = Some(axon::sleep_until(deadline));
+                    }
+                    if let Some(t) = timer.as_mut() {
+                        if race(pause, t).await {
+                            timer = None;
+                        }
+                    }
+                }
+                None => {
+                    timer = None;
+                    pause.await;
+                }
             }
         }
     }
