@@ -3,6 +3,11 @@
 //! own only while the peer is not reading (and then stops reading until they are written), so it
 //! is also the floor for memory per idle connection.
 //!
+//! One trick beyond the textbook loop, the one tokio uses (`PollEvented::poll_read`): a read that
+//! fills less than the buffer has drained the socket, so the loop waits for the next edge instead
+//! of spending a `read` that can only say `WouldBlock` — unless the event also reported the peer's
+//! FIN, which no later edge would repeat.
+//!
 //! ```text
 //! mio-echo [--listen 127.0.0.1:0]
 //! ```
@@ -35,6 +40,8 @@ struct Conn {
     stream: TcpStream,
     /// Echo bytes the socket has not taken yet; while any are held, the connection is not read.
     pending: Vec<u8>,
+    /// An event reported the peer's FIN: read until the read returns 0, short reads or not.
+    fin_seen: bool,
 }
 
 fn main() -> ExitCode {
@@ -76,12 +83,13 @@ fn serve(addr: SocketAddr) -> io::Result<()> {
                 continue;
             }
             let key = ev.token().0;
-            if service(&mut conns, key, &mut buf) && !again.contains(&key) {
+            let closed = ev.is_read_closed() || ev.is_error();
+            if service(&mut conns, key, &mut buf, closed) && !again.contains(&key) {
                 again.push(key);
             }
         }
         for key in std::mem::take(&mut again) {
-            if service(&mut conns, key, &mut buf) {
+            if service(&mut conns, key, &mut buf, false) {
                 again.push(key);
             }
         }
@@ -106,6 +114,7 @@ fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) {
                     entry.insert(Conn {
                         stream,
                         pending: Vec::new(),
+                        fin_seen: false,
                     });
                 }
             }
@@ -122,11 +131,11 @@ fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) {
 
 /// Serves one connection after an event; true if it has more to read right away. Closes it on
 /// EOF (once everything is echoed) or error.
-fn service(conns: &mut Slab<Conn>, key: usize, buf: &mut [u8]) -> bool {
+fn service(conns: &mut Slab<Conn>, key: usize, buf: &mut [u8], closed: bool) -> bool {
     let Some(conn) = conns.get_mut(key) else {
         return false;
     };
-    match echo(conn, buf) {
+    match echo(conn, buf, closed) {
         Ok(Some(more)) => more,
         Ok(None) | Err(_) => {
             // Dropping closes the socket (and removes it from epoll).
@@ -136,8 +145,10 @@ fn service(conns: &mut Slab<Conn>, key: usize, buf: &mut [u8]) -> bool {
     }
 }
 
-/// `Ok(None)`: finished (EOF with everything echoed). `Ok(Some(more))`: keep it.
-fn echo(conn: &mut Conn, buf: &mut [u8]) -> io::Result<Option<bool>> {
+/// `Ok(None)`: finished (EOF with everything echoed). `Ok(Some(more))`: keep it. `closed`: the
+/// event reported the peer's FIN (or an error), so read on until the read says so.
+fn echo(conn: &mut Conn, buf: &mut [u8], closed: bool) -> io::Result<Option<bool>> {
+    conn.fin_seen |= closed;
     if !conn.pending.is_empty() {
         match conn.stream.write(&conn.pending) {
             Ok(n) => drop(conn.pending.drain(..n)),
@@ -167,6 +178,10 @@ fn echo(conn: &mut Conn, buf: &mut [u8]) -> io::Result<Option<bool>> {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if n < buf.len() && !conn.fin_seen {
+            // A short read drained the socket: the next bytes come with a new edge.
+            return Ok(Some(false));
         }
     }
     Ok(Some(true))

@@ -1052,7 +1052,11 @@ impl ConnectedSocketAdapter {
 
     /// Closes the socket and reports the end, once.
     fn stop(self, reason: CloseReason) {
-        let _ = self.conn.stream.shutdown(Shutdown::Both);
+        // An abort must reach the peer as a reset only: a shutdown here would send a FIN first,
+        // and a peer with nothing left to read would see an orderly EOF.
+        if reason != CloseReason::Aborted {
+            let _ = self.conn.stream.shutdown(Shutdown::Both);
+        }
         let id = self.core.id();
         let _ = self
             .creator_feedback
