@@ -30,7 +30,6 @@ IDLE_N=${IDLE_N:-10000}
 IDLE_REPS=${IDLE_REPS:-$REPS}
 IDLE_TIMEOUT=${IDLE_TIMEOUT:-45}
 OUT=${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
-BIN=$ROOT/target/release
 RESULTS=$OUT/results.txt
 
 mkdir -p "$OUT"
@@ -69,6 +68,10 @@ trap 'log "interrupted"; exit 130' INT TERM
 # ---- build and tools --------------------------------------------------------------------------
 log "building (release)"
 cargo build --release -q -p kamaelia-cli -p kamaelia-bench
+# A private copy: a rebuild of target/release during the run cannot swap binaries under it.
+mkdir -p "$OUT/bin"
+cp "$ROOT/target/release/"{kamaelia,kamaelia-bench,tokio-echo,mio-echo,tokio-relay} "$OUT/bin/"
+BIN=$OUT/bin
 
 need_apt=()
 command -v socat >/dev/null || need_apt+=(socat)
@@ -149,6 +152,8 @@ start_server() {
         cmd=${cmd//PORT/$port}
         [[ $name == haproxy ]] && haproxy_cfg "$port"
     fi
+    # A fresh file: a line left by an earlier instance must not be read as this one's address.
+    rm -f "$OUT/$name.out"
     # shellcheck disable=SC2086 # the command line is split on purpose
     $cmd >"$OUT/$name.out" 2>>"$OUT/$name.err" &
     pid=$!
@@ -234,6 +239,20 @@ matrix() {
 
 T=(--duration "$DUR" --warmup "$WARMUP")
 
+if has idle; then
+    # First, while few sockets linger in TIME_WAIT from earlier sections (they slow the kernel's
+    # choice of local ports). A fresh server per run: its memory before the connections is the
+    # baseline.
+    for ((rep = 1; rep <= IDLE_REPS; rep++)); do
+        for s in $(rotate "$rep" $ECHO_SERVERS); do
+            start_server "$s" || { skipped idle "n$IDLE_N" "$s" "$rep"; continue; }
+            sleep 0.2
+            run_gen idle "n$IDLE_N" "$s" "$rep" 1 idle -n "$IDLE_N" --hold 1 --timeout "$IDLE_TIMEOUT"
+            stop_server "$s"
+        done
+    done
+fi
+
 if has echo || has stream || has connect; then
     for s in $ECHO_SERVERS; do start_server "$s"; done
 fi
@@ -253,18 +272,6 @@ if has connect; then
     matrix connect "n$CONNECT_N" 0 "$ECHO_SERVERS" connect -n "$CONNECT_N" -c 16
 fi
 for s in $ECHO_SERVERS; do stop_server "$s"; done
-
-if has idle; then
-    # A fresh server per run: its memory before the connections is the baseline.
-    for ((rep = 1; rep <= IDLE_REPS; rep++)); do
-        for s in $(rotate "$rep" $ECHO_SERVERS); do
-            start_server "$s" || { skipped idle "n$IDLE_N" "$s" "$rep"; continue; }
-            sleep 0.2
-            run_gen idle "n$IDLE_N" "$s" "$rep" 1 idle -n "$IDLE_N" --hold 1 --timeout "$IDLE_TIMEOUT"
-            stop_server "$s"
-        done
-    done
-fi
 
 if has relay; then
     start_server mio

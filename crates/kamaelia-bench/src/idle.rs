@@ -69,6 +69,7 @@ pub(crate) fn run(a: &IdleArgs) -> Result<bool, Error> {
         }
     }
     let opened_secs = t0.elapsed().as_secs_f64();
+    let opened = held.len();
     std::thread::sleep(SETTLE);
     let after = common::vm_rss_kib(a.server_pid)?;
     std::thread::sleep(a.hold);
@@ -87,11 +88,12 @@ pub(crate) fn run(a: &IdleArgs) -> Result<bool, Error> {
     drop(held);
     let grown = after.saturating_sub(before);
     errors.report();
+    // Per connection actually open when the memory was read (all N unless opening failed).
     println!(
-        "RESULT mode=idle n={} held={still} open_secs={opened_secs:.2} rss_before_kib={before} \
-         rss_after_kib={after} bytes_per_conn={:.0} errors={}",
+        "RESULT mode=idle n={} opened={opened} held={still} open_secs={opened_secs:.2} \
+         rss_before_kib={before} rss_after_kib={after} bytes_per_conn={:.0} errors={}",
         a.n,
-        grown as f64 * 1024.0 / a.n as f64,
+        grown as f64 * 1024.0 / opened.max(1) as f64,
         errors.count,
     );
     Ok(errors.count == 0 && still == a.n)

@@ -23,7 +23,7 @@ use axon::{
     Boxes, Core, FnComponent, Inbox, Ipc, Msg, Scheduler, ThreadContext, ThreadedComponent,
 };
 use clap::{Parser, Subcommand, ValueEnum};
-use kamaelia::chassis::{ServerConfig, ServerCore};
+use kamaelia::chassis::{ServerConfig, ServerCore, ServerStats};
 use kamaelia::internet::{tls, CsaConfig, TcpClient, TcpClientConfig};
 use kamaelia::protocols::{chat, relay, Discard, Echo};
 use kamaelia::util::{reader, writer};
@@ -263,14 +263,19 @@ fn listen_addr(listen: &str) -> Result<SocketAddr> {
 }
 
 /// A daemon component that turns SIGINT/SIGTERM into `producerFinished` (graceful shutdown) on its
-/// `outbox`; a second signal exits the process at once.
+/// `outbox`, and SIGUSR1 into a stats request on its `signal`; a second SIGINT/SIGTERM exits the
+/// process at once.
 fn signal_watcher() -> Result<ThreadedComponent<(), Ipc>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
         .context("cannot install signal handlers")?;
     let watcher = ThreadedComponent::new("SignalWatcher", move |ctx: ThreadContext<(), Ipc>| {
         let mut seen = 0;
         for sig in signals.forever() {
+            if sig == SIGUSR1 {
+                ctx.send_signal(Ipc::Status("stats".to_owned()));
+                continue;
+            }
             seen += 1;
             if seen > 1 {
                 eprintln!("second signal: exiting now");
@@ -283,6 +288,33 @@ fn signal_watcher() -> Result<ThreadedComponent<(), Ipc>> {
     Ok(watcher)
 }
 
+/// Prints a stats snapshot to stderr: one summary line, then a line per open connection.
+fn print_stats(s: &ServerStats) {
+    let reasons: Vec<String> = s
+        .close_reasons
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    eprintln!(
+        "stats: accepted={} open={} closed={} bytes_in={} bytes_out={} close_reasons=[{}]",
+        s.accepted,
+        s.open.len(),
+        s.closed,
+        s.bytes_in,
+        s.bytes_out,
+        reasons.join(" ")
+    );
+    for c in &s.open {
+        eprintln!(
+            "stats: {} age={:.1}s bytes_in={} bytes_out={}",
+            c.connection,
+            c.age.as_secs_f64(),
+            c.bytes_in,
+            c.bytes_out
+        );
+    }
+}
+
 /// Runs a ServerCore until it is shut down by a signal; reports the drain on stderr.
 fn run_server(server: ServerCore, drain: Duration) -> Result<ExitCode> {
     let sched = Scheduler::new();
@@ -291,7 +323,24 @@ fn run_server(server: ServerCore, drain: Duration) -> Result<ExitCode> {
     axon::link(&watcher.boxes().outbox, server.control())?;
     let report: Inbox<Ipc> = Core::new("Main").inbox("inbox", "the server's end-of-run report");
     server.signal().link_to(&report)?;
+    // SIGUSR1: one stats snapshot, printed to stderr.
+    let sample = server.sample_stats().clone();
+    let stats = FnComponent::<ServerStats, Ipc, _>::new("StatsPrinter", move |b| async move {
+        loop {
+            while b.control.recv_now().is_some() {
+                let _ = sample.deliver(());
+            }
+            while let Some(s) = b.inbox.recv_now() {
+                print_stats(&s);
+            }
+            b.core.pause().await;
+        }
+    });
+    stats.core().set_daemon(true);
+    axon::link(&watcher.boxes().signal, &stats.boxes().control)?;
+    axon::link(server.stats(), &stats.boxes().inbox)?;
     sched.activate(watcher);
+    sched.activate(stats);
     sched.activate(server);
     {
         let mut out = std::io::stdout().lock();

@@ -1,17 +1,22 @@
 //! [`ServerCore`] and [`SimpleServer`]: a TCP server that runs one protocol-handler component per
 //! connection (Kamaelia's `Kamaelia.Chassis.ConnectedServer`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use axon::ipc::{ConnectionId, ConnectionInfo, ProducerFinished, ShutdownCsa, SocketShutdown};
+use axon::ipc::{
+    CloseReason, ConnectionId, ConnectionInfo, ProducerFinished, ShutdownCsa, SocketShutdown,
+};
 use axon::{AnyComponent, Component, Core, Error, Inbox, Ipc, Linkage, Outbox, Scheduler};
 use bytes::Bytes;
 
-use crate::internet::{ServerEvent, TcpServer, TcpServerConfig};
+use crate::internet::{
+    ConnectionCounters, ConnectionStats, ServerEvent, TcpServer, TcpServerConfig,
+};
 
 /// Makes the protocol handler for a new connection, given its id and addresses (Kamaelia's
 /// `protocol(peer=…, peerport=…, localip=…, localport=…)`).
@@ -68,8 +73,37 @@ impl ServerConfig {
     }
 }
 
+/// What a server has done so far: a snapshot sent on `stats` on request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// How many connections closed for each kind of reason (e.g. `peer closed`, `idle timeout`,
+    /// `ConnectionReset`).
+    pub close_reasons: BTreeMap<String, u64>,
+    /// Bytes read, from every connection, open or closed.
+    pub bytes_in: u64,
+    /// Bytes written, to every connection, open or closed.
+    pub bytes_out: u64,
+    /// The open connections, oldest first, each with its traffic.
+    pub open: Vec<ConnectionStats>,
+}
+
+/// The key a close reason is counted under: its kind, without per-connection detail.
+fn reason_key(r: &CloseReason) -> String {
+    match r {
+        CloseReason::Io(e) => format!("{:?}", e.kind()),
+        CloseReason::Other(_) => "other".to_owned(),
+        r => r.to_string(),
+    }
+}
+
 /// One live connection: its adapter, its handler and the links the server made between them.
 struct Connection {
+    counters: Rc<ConnectionCounters>,
     csa: Core,
     handler: Option<Core>,
     handler_control: Option<Inbox<Ipc>>,
@@ -89,12 +123,15 @@ struct Connection {
 ///   `producerFinished`: graceful shutdown — stop accepting, let connections finish, force-close
 ///   the rest after [`ServerConfig::drain_deadline`], then end.
 /// * `_socketactivity` — [`ServerEvent`]s from the [`TcpServer`].
+/// * `sampleStats` — each message asks for a [`ServerStats`] snapshot on `stats`.
 ///
 /// # Outboxes
 ///
 /// * `signal` — when the server ends: `producerFinished` whose message says how many connections
 ///   were drained and how many forced closed.
 /// * `_serversignal` — to the `TcpServer`'s `control`.
+/// * `stats` — [`ServerStats`]: connections accepted, open (each with its traffic) and closed, close
+///   reasons, bytes in and out.
 ///
 /// # How it works
 ///
@@ -125,6 +162,8 @@ pub struct ServerCore {
     activity: Inbox<ServerEvent>,
     serversignal: Outbox<Ipc>,
     signal: Outbox<Ipc>,
+    sample: Inbox<()>,
+    stats: Outbox<ServerStats>,
     server: Option<TcpServer>,
     local_addr: SocketAddr,
     factory: ProtocolFactory,
@@ -155,6 +194,8 @@ impl ServerCore {
             ),
             serversignal: core.outbox("_serversignal", "to the TcpServer's control"),
             signal: core.outbox("signal", "producerFinished when the server has ended"),
+            sample: core.inbox("sampleStats", "a request for a stats snapshot"),
+            stats: core.outbox("stats", "ServerStats, one per request on sampleStats"),
             core,
             local_addr: server.local_addr(),
             server: None,
@@ -184,6 +225,16 @@ impl ServerCore {
         &self.signal
     }
 
+    /// `sampleStats`: each message asks for one [`ServerStats`] on `stats`.
+    pub fn sample_stats(&self) -> &Inbox<()> {
+        &self.sample
+    }
+
+    /// `stats`: [`ServerStats`] snapshots.
+    pub fn stats(&self) -> &Outbox<ServerStats> {
+        &self.stats
+    }
+
     /// Wires and activates a new connection's adapter and handler.
     fn connect(
         &mut self,
@@ -195,6 +246,7 @@ impl ServerCore {
         let handler = (self.factory)(&info);
         let (csa_core, h) = (csa.core().clone(), handler.component_core().clone());
         let csa_control = csa.control().clone();
+        let counters = csa.counters();
         #[cfg(feature = "tls")]
         if let Some(role) = &self.config.tls {
             let _ = csa
@@ -238,6 +290,7 @@ impl ServerCore {
                 open.insert(
                     info.id,
                     Connection {
+                        counters,
                         csa: csa_core,
                         handler: None,
                         handler_control: None,
@@ -254,6 +307,7 @@ impl ServerCore {
         open.insert(
             info.id,
             Connection {
+                counters,
                 handler_control: h.inbox_named::<Ipc>("control").ok(),
                 csa: csa_core,
                 handler: Some(h),
@@ -264,10 +318,20 @@ impl ServerCore {
     }
 
     /// Cleans up after a closed connection (Kamaelia's `handleClosedCSA`): idempotent.
-    fn disconnect(&self, closed: ShutdownCsa, open: &mut HashMap<ConnectionId, Connection>) {
+    fn disconnect(
+        &self,
+        closed: ShutdownCsa,
+        open: &mut HashMap<ConnectionId, Connection>,
+        totals: &mut ServerStats,
+    ) {
         let Some(conn) = closed.connection.and_then(|c| open.remove(&c.id)) else {
             return;
         };
+        totals.closed += 1;
+        totals.bytes_in += conn.counters.bytes_in();
+        totals.bytes_out += conn.counters.bytes_out();
+        let key = closed.reason.as_ref().map_or("unknown".into(), reason_key);
+        *totals.close_reasons.entry(key).or_default() += 1;
         if let Some(link) = &conn.serversignal {
             self.core.unlink(link);
         }
@@ -319,6 +383,7 @@ impl Component for ServerCore {
         sched.activate(server);
 
         let mut open: HashMap<ConnectionId, Connection> = HashMap::new();
+        let mut totals = ServerStats::default();
         let mut stopping = Stopping::No;
         let mut forced = 0usize;
         let mut drained = 0usize;
@@ -340,16 +405,28 @@ impl Component for ServerCore {
                             }));
                 }
             }
+            if self.sample.drain().count() > 0 {
+                let mut stats = totals.clone();
+                for conn in open.values() {
+                    let c = conn.counters.snapshot();
+                    stats.bytes_in += c.bytes_in;
+                    stats.bytes_out += c.bytes_out;
+                    stats.open.push(c);
+                }
+                stats.open.sort_by_key(|c| c.connection.id);
+                let _ = self.stats.send(stats);
+            }
             while let Some(ev) = self.activity.recv_now() {
                 match ev {
                     ServerEvent::NewCsa { csa, connection } => {
+                        totals.accepted += 1;
                         self.connect(&sched, csa, connection, &mut open);
                     }
                     ServerEvent::ShutdownCsa(closed) => {
                         if matches!(stopping, Stopping::Drain(_)) {
                             drained += 1;
                         }
-                        self.disconnect(closed, &mut open);
+                        self.disconnect(closed, &mut open, &mut totals);
                     }
                 }
             }

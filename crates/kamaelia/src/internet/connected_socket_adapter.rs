@@ -1,11 +1,12 @@
 //! [`ConnectedSocketAdapter`]: one connected socket as a component (Kamaelia's
 //! `Kamaelia.Internet.ConnectedSocketAdapter`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,79 @@ pub enum SslReady {
     Ready,
     /// The upgrade failed; why.
     Failed(String),
+}
+
+/// A connection's live traffic counters (bytes on the wire, so TLS records under TLS; chunks are
+/// the `Bytes` messages that went out of `outbox` or were taken from `inbox`).
+#[derive(Debug)]
+pub struct ConnectionCounters {
+    connection: ConnectionInfo,
+    opened: Instant,
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+    chunks_in: Cell<u64>,
+    chunks_out: Cell<u64>,
+}
+
+impl ConnectionCounters {
+    fn new(connection: ConnectionInfo) -> Self {
+        Self {
+            connection,
+            opened: Instant::now(),
+            bytes_in: Cell::new(0),
+            bytes_out: Cell::new(0),
+            chunks_in: Cell::new(0),
+            chunks_out: Cell::new(0),
+        }
+    }
+
+    fn add_in(&self, n: usize) {
+        self.bytes_in.set(self.bytes_in.get() + n as u64);
+    }
+
+    fn add_out(&self, n: usize) {
+        self.bytes_out.set(self.bytes_out.get() + n as u64);
+    }
+
+    /// Bytes read from the socket so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.get()
+    }
+
+    /// Bytes written to the socket so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.get()
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> ConnectionStats {
+        ConnectionStats {
+            connection: self.connection,
+            age: self.opened.elapsed(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            chunks_in: self.chunks_in.get(),
+            chunks_out: self.chunks_out.get(),
+        }
+    }
+}
+
+/// A snapshot of one connection's traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Which connection.
+    pub connection: ConnectionInfo,
+    /// How long it has been open.
+    pub age: Duration,
+    /// Bytes read from the socket.
+    pub bytes_in: u64,
+    /// Bytes written to the socket.
+    pub bytes_out: u64,
+    /// Chunks sent out of `outbox`.
+    pub chunks_in: u64,
+    /// Messages taken from `inbox` to send.
+    pub chunks_out: u64,
 }
 
 /// Tuning for a [`ConnectedSocketAdapter`].
@@ -270,9 +344,6 @@ struct Flags {
     /// Under TLS: the part of a message rustls has not taken yet (its buffer was full).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls_unsent: Option<Bytes>,
-    /// Bytes read from and written to the socket (on the wire, so TLS records under TLS).
-    bytes_in: u64,
-    bytes_out: u64,
     /// Under TLS: when the handshake must be done by.
     handshake_deadline: Option<Instant>,
 }
@@ -345,6 +416,7 @@ pub struct ConnectedSocketAdapter {
     config: CsaConfig,
     #[cfg(feature = "tls")]
     tls: Option<Box<rustls::Connection>>,
+    counters: Rc<ConnectionCounters>,
 }
 
 impl ConnectedSocketAdapter {
@@ -400,6 +472,7 @@ impl ConnectedSocketAdapter {
             config,
             #[cfg(feature = "tls")]
             tls: None,
+            counters: Rc::new(ConnectionCounters::new(info)),
         };
         csa.core
             .link(&csa.selector_signal, selector.notify())
@@ -410,6 +483,12 @@ impl ConnectedSocketAdapter {
     /// The connection's id and addresses.
     pub fn info(&self) -> ConnectionInfo {
         self.info
+    }
+
+    /// The connection's live counters, shared: whoever holds them can take a
+    /// [`ConnectionStats`] snapshot at any time, also after the adapter has ended.
+    pub fn counters(&self) -> Rc<ConnectionCounters> {
+        self.counters.clone()
     }
 
     /// `inbox`: bytes to send.
@@ -485,7 +564,12 @@ impl ConnectedSocketAdapter {
             if flags.pending.is_none() {
                 match self.inbox.recv_now() {
                     Some(b) if b.is_empty() => continue,
-                    Some(b) => flags.pending = Some(b),
+                    Some(b) => {
+                        self.counters
+                            .chunks_out
+                            .set(self.counters.chunks_out.get() + 1);
+                        flags.pending = Some(b);
+                    }
                     None => {
                         if flags.finishing {
                             // Everything queued before producerFinished is on the wire: FIN.
@@ -515,7 +599,7 @@ impl ConnectedSocketAdapter {
         match attempt {
             Ok(0) => Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                flags.bytes_out += n as u64;
+                self.counters.add_out(n);
                 Ok(Some(n))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -559,7 +643,10 @@ impl ConnectedSocketAdapter {
         for _ in 0..self.config.reads_per_wake {
             match read_chunk(&mut self.conn.stream, self.config.read_size) {
                 Ok(Some(chunk)) => {
-                    flags.bytes_in += chunk.len() as u64;
+                    self.counters.add_in(chunk.len());
+                    self.counters
+                        .chunks_in
+                        .set(self.counters.chunks_in.get() + 1);
                     if let Err(full) = self.outbox.send(chunk) {
                         flags.held = Some(full.message);
                         return Ok(false);
@@ -728,7 +815,16 @@ impl ConnectedSocketAdapter {
             if tls.is_handshaking() || !flags.write_open {
                 return Ok(());
             }
-            match flags.tls_unsent.take().or_else(|| self.inbox.recv_now()) {
+            let next = flags.tls_unsent.take().or_else(|| {
+                let m = self.inbox.recv_now();
+                if m.is_some() {
+                    self.counters
+                        .chunks_out
+                        .set(self.counters.chunks_out.get() + 1);
+                }
+                m
+            });
+            match next {
                 Some(mut b) => {
                     // rustls takes what fits its buffer; the rest waits until that is flushed.
                     let n = tls.writer().write(&b)?;
@@ -782,6 +878,9 @@ impl ConnectedSocketAdapter {
             loop {
                 match read_chunk(&mut tls.reader(), self.config.read_size) {
                     Ok(Some(chunk)) => {
+                        self.counters
+                            .chunks_in
+                            .set(self.counters.chunks_in.get() + 1);
                         if let Err(full) = self.outbox.send(chunk) {
                             flags.held = Some(full.message);
                             return Ok(false);
@@ -812,7 +911,7 @@ impl ConnectedSocketAdapter {
             }
             match tls.read_tls(&mut self.conn.stream) {
                 Ok(0) => flags.tcp_eof = true,
-                Ok(n) => flags.bytes_in += n as u64,
+                Ok(n) => self.counters.add_in(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     flags.can_read = false;
                     self.arm_reader(flags);
@@ -845,7 +944,8 @@ impl ConnectedSocketAdapter {
     /// Ends the connection if one of its timeouts has run out.
     fn check_timeouts(&self, f: &Flags, c: &mut Clocks, now: Instant) -> Option<CloseReason> {
         let cfg = &self.config;
-        let total = f.bytes_in + f.bytes_out;
+        let (bytes_in, bytes_out) = (self.counters.bytes_in(), self.counters.bytes_out());
+        let total = bytes_in + bytes_out;
         if total != c.seen_total {
             c.seen_total = total;
             c.activity = now;
@@ -857,20 +957,20 @@ impl ConnectedSocketAdapter {
             if !f.read_open || f.held.is_some() {
                 // Closed, or held back by our own consumer: not the peer's fault.
                 c.window_start = now;
-                c.window_in = f.bytes_in;
+                c.window_in = bytes_in;
             } else if now >= c.window_start + t {
-                let got = f.bytes_in - c.window_in;
+                let got = bytes_in - c.window_in;
                 if got > 0 && got < cfg.read_min_bytes as u64 {
                     return Some(CloseReason::Timeout("read"));
                 }
                 c.window_start = now;
-                c.window_in = f.bytes_in;
+                c.window_in = bytes_in;
             }
         }
         if let Some(t) = cfg.write_stall_timeout {
-            if !self.has_queued(f) || f.bytes_out != c.stall_out {
+            if !self.has_queued(f) || bytes_out != c.stall_out {
                 c.stall_since = now;
-                c.stall_out = f.bytes_out;
+                c.stall_out = bytes_out;
             } else if now >= c.stall_since + t {
                 return Some(CloseReason::Timeout("write stall"));
             }
@@ -924,8 +1024,6 @@ impl ConnectedSocketAdapter {
             tcp_eof: false,
             close_notify_sent: false,
             tls_unsent: None,
-            bytes_in: 0,
-            bytes_out: 0,
             handshake_deadline: None,
         };
         let reason = self.run_loop(&mut flags).await;

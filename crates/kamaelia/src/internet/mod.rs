@@ -9,7 +9,9 @@ mod tcp_server;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use connected_socket_adapter::{ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady};
+pub use connected_socket_adapter::{
+    ConnectedSocketAdapter, ConnectionCounters, ConnectionStats, CsaConfig, MakeSsl, SslReady,
+};
 pub use selector::{Readiness, Selector, SelectorHandle, SelectorMsg, SERVICE as SELECTOR_SERVICE};
 pub use tcp_client::{TcpClient, TcpClientConfig};
 pub use tcp_server::{ServerEvent, TcpServer, TcpServerConfig};
