@@ -11,7 +11,7 @@ use util::{Server, HANG_GUARD};
 
 #[test]
 fn sigusr1_prints_a_stats_snapshot_to_stderr() {
-    let mut server = Server::start(&["serve", "--listen", "127.0.0.1:0"]);
+    let server = Server::start(&["serve", "--listen", "127.0.0.1:0"]);
     let mut open = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     open.write_all(b"0123456789").unwrap();
     let mut back = [0u8; 10];
