@@ -303,14 +303,73 @@ fn read_chunk(stream: &mut impl Read, max: usize) -> io::Result<Option<Bytes>> {
     })
 }
 
+/// What a [`ConnectedSocketAdapter`] needs of its socket: non-blocking reads and writes, readiness
+/// registration (`mio`), shutdown and addresses. Implemented for `mio`'s `TcpStream`; tests
+/// implement it for fault-injecting doubles (partial writes, `WouldBlock` at every step, resets).
+pub trait Socket: Read + Write + mio::event::Source + 'static {
+    /// Shuts down one or both directions.
+    ///
+    /// # Errors
+    ///
+    /// As `shutdown(2)`.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+
+    /// The remote address.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` if the socket is not connected.
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr>;
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockname(2)`.
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr>;
+
+    /// Sends small writes at once (`TCP_NODELAY`); a no-op where that means nothing.
+    ///
+    /// # Errors
+    ///
+    /// As `setsockopt(2)`.
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()>;
+
+    /// Makes closing the socket reset the connection (`SO_LINGER` 0), for an abort. Best effort.
+    fn set_reset_on_close(&self);
+}
+
+impl Socket for TcpStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        TcpStream::peer_addr(self)
+    }
+
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        TcpStream::local_addr(self)
+    }
+
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        TcpStream::set_nodelay(self, nodelay)
+    }
+
+    fn set_reset_on_close(&self) {
+        // Failing leaves an orderly close, which still ends the connection.
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
 /// The socket, its registration, and cleanup that happens however the adapter ends.
-struct Conn {
-    stream: TcpStream,
+struct Conn<S: Socket> {
+    stream: S,
     token: Token,
     selector: SelectorHandle,
 }
 
-impl Drop for Conn {
+impl<S: Socket> Drop for Conn<S> {
     fn drop(&mut self) {
         // Deregistering a socket that is about to close can only fail harmlessly.
         let _ = self.selector.deregister(&mut self.stream, self.token);
@@ -399,7 +458,7 @@ struct Flags {
 /// order, `socketShutdown` on `CreatorFeedback`, `shutdownCSA` on `signal` (both carrying the
 /// connection id, the peer and local addresses, and the [`CloseReason`]), and `removeReader` /
 /// `removeWriter` on `_selectorSignal` — exactly once.
-pub struct ConnectedSocketAdapter {
+pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     core: Core,
     inbox: Inbox<Bytes>,
     control: Inbox<Ipc>,
@@ -411,7 +470,7 @@ pub struct ConnectedSocketAdapter {
     sslready: Outbox<SslReady>,
     signal: Outbox<Ipc>,
     selector_signal: Outbox<SelectorMsg>,
-    conn: Conn,
+    conn: Conn<S>,
     info: ConnectionInfo,
     config: CsaConfig,
     #[cfg(feature = "tls")]
@@ -419,18 +478,14 @@ pub struct ConnectedSocketAdapter {
     counters: Rc<ConnectionCounters>,
 }
 
-impl ConnectedSocketAdapter {
+impl<S: Socket> ConnectedSocketAdapter<S> {
     /// Wraps a connected, non-blocking socket and registers it with `selector`.
     ///
     /// # Errors
     ///
     /// The OS error if the socket's addresses cannot be read (it is not connected) or it cannot be
     /// registered.
-    pub fn new(
-        mut stream: TcpStream,
-        selector: &SelectorHandle,
-        config: CsaConfig,
-    ) -> io::Result<Self> {
+    pub fn new(mut stream: S, selector: &SelectorHandle, config: CsaConfig) -> io::Result<Self> {
         let info = ConnectionInfo {
             id: next_connection_id(),
             peer: stream.peer_addr()?,
@@ -1048,8 +1103,7 @@ impl ConnectedSocketAdapter {
             while let Some(c) = self.control.recv_now() {
                 if let Ipc::Abort(_) = c {
                     // Linger 0: closing sends RST and drops whatever the kernel still holds.
-                    let _ =
-                        socket2::SockRef::from(&self.conn.stream).set_linger(Some(Duration::ZERO));
+                    let _ = self.conn.stream.set_reset_on_close();
                     return CloseReason::Aborted;
                 }
                 if c.is_shutdown_microprocess() {
@@ -1185,7 +1239,7 @@ impl ConnectedSocketAdapter {
     }
 }
 
-impl fmt::Debug for ConnectedSocketAdapter {
+impl<S: Socket> fmt::Debug for ConnectedSocketAdapter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectedSocketAdapter")
             .field("core", &self.core)
@@ -1194,7 +1248,7 @@ impl fmt::Debug for ConnectedSocketAdapter {
     }
 }
 
-impl Component for ConnectedSocketAdapter {
+impl<S: Socket> Component for ConnectedSocketAdapter<S> {
     fn core(&self) -> &Core {
         &self.core
     }

@@ -10,7 +10,8 @@ mod tcp_server;
 pub mod tls;
 
 pub use connected_socket_adapter::{
-    ConnectedSocketAdapter, ConnectionCounters, ConnectionStats, CsaConfig, MakeSsl, SslReady,
+    ConnectedSocketAdapter, ConnectionCounters, ConnectionStats, CsaConfig, MakeSsl, Socket,
+    SslReady,
 };
 pub use selector::{Readiness, Selector, SelectorHandle, SelectorMsg, SERVICE as SELECTOR_SERVICE};
 pub use tcp_client::{TcpClient, TcpClientConfig};
