@@ -1103,7 +1103,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             while let Some(c) = self.control.recv_now() {
                 if let Ipc::Abort(_) = c {
                     // Linger 0: closing sends RST and drops whatever the kernel still holds.
-                    let _ = self.conn.stream.set_reset_on_close();
+                    self.conn.stream.set_reset_on_close();
                     return CloseReason::Aborted;
                 }
                 if c.is_shutdown_microprocess() {
