@@ -1136,14 +1136,16 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     return reason;
                 }
             }
-            if flags.write_open || self.tls_wants_write() {
-                if let Err(e) = self.flush_any(flags) {
-                    return CloseReason::io(e);
-                }
-            }
+            // A chunk already read goes on first, so a write error below cannot lose it when the
+            // consumer has room.
             if let Some(chunk) = flags.held.take() {
                 if let Err(full) = self.outbox.send(chunk) {
                     flags.held = Some(full.message);
+                }
+            }
+            if flags.write_open || self.tls_wants_write() {
+                if let Err(e) = self.flush_any(flags) {
+                    return CloseReason::io(e);
                 }
             }
             let mut more = false;
