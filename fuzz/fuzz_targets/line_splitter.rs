@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
 
     for line in &lines {
         assert!(!line.is_empty(), "empty line");
-        assert!(line.len() <= max, "line of {} bytes, limit {max}", line.len());
+        assert!(
+            line.len() <= max,
+            "line of {} bytes, limit {max}",
+            line.len()
+        );
         assert!(
             line.ends_with(b"\n") || line.len() == max,
             "line {line:?} neither ends in \\n nor fills the limit {max}"
@@ -53,11 +57,19 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(last) = &last {
         assert!(!last.is_empty(), "empty remainder");
-        assert!(last.len() < max, "remainder of {} bytes, limit {max}", last.len());
+        assert!(
+            last.len() < max,
+            "remainder of {} bytes, limit {max}",
+            last.len()
+        );
         assert!(!last.contains(&b'\n'), "\\n in remainder {last:?}");
     }
 
-    let joined: Vec<u8> = lines.iter().chain(&last).flat_map(|l| l.iter().copied()).collect();
+    let joined: Vec<u8> = lines
+        .iter()
+        .chain(&last)
+        .flat_map(|l| l.iter().copied())
+        .collect();
     assert_eq!(joined, stream, "lines do not add up to the stream");
 
     let mut whole = LineSplitter::new(max);
