@@ -439,3 +439,55 @@ fn a_handler_with_wrong_box_types_closes_only_its_connection() {
     assert!(!r.server.is_finished());
     assert!(r.signal.is_empty());
 }
+
+#[test]
+fn a_graceful_drain_tells_each_handler_and_lets_it_go_on_serving() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    // Echoes, logs control messages, and finishes (half-closing) after the peer finishes.
+    let r = rig(
+        ServerConfig::default().drain_deadline(Duration::from_secs(30)),
+        move |_| {
+            let log = l.clone();
+            Box::new(FnComponent::<Bytes, Bytes, _>::new(
+                "PoliteEcho",
+                move |b| async move {
+                    loop {
+                        match b.next().await {
+                            Msg::Data(d) => b.outbox.send_wait(d).await,
+                            Msg::Control(c) => {
+                                let finished = matches!(c, Ipc::ProducerFinished(_));
+                                log.borrow_mut().push(c);
+                                if finished {
+                                    let _ = b.signal.send(Ipc::producer_finished());
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                },
+            ))
+        },
+    );
+    let mut client = connect(r.addr);
+    r.wait_for_connections(1);
+    round_trip(&r.sched, &mut client, b"before");
+
+    r.control.deliver(Ipc::producer_finished()).unwrap();
+    run_until(&r.sched, "the drain notice", || !log.borrow().is_empty());
+    match &log.borrow()[0] {
+        Ipc::Notify(n) => {
+            assert_eq!(n.object, kamaelia::chassis::DRAINING);
+            assert_eq!(n.caller, Some(r.server.id()));
+        }
+        other => panic!("expected the drain notice, got {other:?}"),
+    }
+    // The connection is still served while the server drains.
+    round_trip(&r.sched, &mut client, b"during the drain");
+    half_close(&client);
+    run_until(&r.sched, "the server to end", || r.server.is_finished());
+    assert_eq!(
+        r.end_report(),
+        "server stopped: 1 connections finished, 0 closed at the deadline"
+    );
+}

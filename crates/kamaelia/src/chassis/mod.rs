@@ -4,4 +4,6 @@
 mod server_core;
 
 pub use axon::{Graphline, Pipeline};
-pub use server_core::{simple_server, ProtocolFactory, ServerConfig, ServerCore, ServerStats};
+pub use server_core::{
+    simple_server, ProtocolFactory, ServerConfig, ServerCore, ServerStats, DRAINING,
+};

@@ -18,6 +18,9 @@ use crate::internet::{
     ConnectionCounters, ConnectionStats, ServerEvent, TcpServer, TcpServerConfig,
 };
 
+/// The `notify` payload a handler gets on `control` when a graceful shutdown starts.
+pub const DRAINING: &str = "server draining";
+
 /// Makes the protocol handler for a new connection, given its id and addresses (Kamaelia's
 /// `protocol(peer=…, peerport=…, localip=…, localport=…)`).
 pub type ProtocolFactory = Box<dyn FnMut(&ConnectionInfo) -> Box<dyn AnyComponent>>;
@@ -120,8 +123,9 @@ struct Connection {
 /// # Inboxes
 ///
 /// * `control` — `shutdownMicroprocess` or `serverShutdown`: close every connection now and end;
-///   `producerFinished`: graceful shutdown — stop accepting, let connections finish, force-close
-///   the rest after [`ServerConfig::drain_deadline`], then end.
+///   `producerFinished`: graceful shutdown — stop accepting, tell every handler (`notify` with
+///   [`DRAINING`] on its `control`), let connections finish, force-close the rest after
+///   [`ServerConfig::drain_deadline`], then end.
 /// * `_socketactivity` — [`ServerEvent`]s from the [`TcpServer`].
 /// * `sampleStats` — each message asks for a [`ServerStats`] snapshot on `stats`.
 ///
@@ -403,6 +407,18 @@ impl Component for ServerCore {
                             .send(Ipc::ServerShutdown(axon::ipc::ServerShutdown {
                                 caller: Some(self.core.id()),
                             }));
+                    if matches!(stopping, Stopping::Drain(_)) {
+                        // Tell every handler, so protocols can wind down (say goodbye, stop
+                        // taking new requests); the connections stay open until they finish.
+                        for conn in open.values() {
+                            if let Some(control) = &conn.handler_control {
+                                let _ = control.deliver(Ipc::Notify(axon::ipc::Notify {
+                                    caller: Some(self.core.id()),
+                                    object: DRAINING.to_owned(),
+                                }));
+                            }
+                        }
+                    }
                 }
             }
             if self.sample.drain().count() > 0 {

@@ -21,7 +21,8 @@ use bytes::Bytes;
 /// # Shutdown
 ///
 /// Ends after forwarding `producerFinished`, or at once on `shutdownMicroprocess`,
-/// `socketShutdown` or `shutdownCSA` (the connection is gone).
+/// `socketShutdown` or `shutdownCSA` (the connection is gone). Other control messages (such as a
+/// server's draining notice) are ignored: the echo goes on until the peer finishes.
 pub struct Echo {
     boxes: Boxes<Bytes, Bytes>,
 }
@@ -118,12 +119,14 @@ async fn pump(b: Boxes<Bytes, Bytes>, echo: bool) {
         match b.next().await {
             Msg::Data(chunk) if echo => b.outbox.send_wait(chunk).await,
             Msg::Data(_) => {}
-            Msg::Control(c) => {
-                if let Ipc::ProducerFinished(_) = c {
-                    let _ = b.signal.send(Ipc::producer_finished());
-                }
+            Msg::Control(Ipc::ProducerFinished(_)) => {
+                let _ = b.signal.send(Ipc::producer_finished());
                 return;
             }
+            // The connection ended, or we are told to stop.
+            Msg::Control(c) if c.is_shutdown() || matches!(c, Ipc::ShutdownCsa(_)) => return,
+            // Notices (a server draining) change nothing: the peer decides when it is done.
+            Msg::Control(_) => {}
         }
     }
 }
