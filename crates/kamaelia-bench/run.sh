@@ -314,7 +314,8 @@ fi # SUMMARY_ONLY
 
 # ---- summary ----------------------------------------------------------------------------------
 # table SECTION METRIC REF "SERVERS" [CELL-PREFIX]: per-cell medians of METRIC for each server, and
-# the median over repetitions of REF/other for each other server; "fails" counts runs with errors.
+# the median over repetitions of REF/other for each other server (with the lowest and highest of
+# those ratios); the last column names the runs (server#rep) that saw errors or did not pass.
 table() {
     awk -v section="$1" -v metric="$2" -v ref="$3" -v servers="$4" -v prefix="${5:-}" '
     function median(v, n,   i, j, t) {
@@ -358,7 +359,11 @@ table() {
                 n = 0; split("", v)
                 for (r = 1; r <= maxrep; r++)
                     if (has[c, ref, r] && has[c, sv[i], r] && val[c, sv[i], r] > 0) v[++n] = val[c, ref, r] / val[c, sv[i], r]
-                x = median(v, n); printf " %s |", (x == "" ? "–" : sprintf("**%.2fx**", x))
+                # The median, then the range over repetitions (median() left v sorted).
+                x = median(v, n)
+                if (x == "") printf " – |"
+                else if (n > 1) printf " **%.2fx** (%.2f–%.2f) |", x, v[1], v[n]
+                else printf " **%.2fx** |", x
             }
             printf " %s |\n", (c in fails) ? fails[c] : "none"
         }
