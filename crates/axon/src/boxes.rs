@@ -216,22 +216,17 @@ impl<T: 'static> BoxNode<T> {
         }
     }
 
-    /// Recomputes which components a collection from final box `fin` wakes.
-    fn recompute_producers(fin: &Rc<Self>) {
-        fn collect<T: 'static>(node: &Rc<BoxNode<T>>, out: &mut Vec<Weak<ComponentCell>>) {
-            for src in node.sources() {
-                if src.dir == Direction::Out && !out.iter().any(|w| w.ptr_eq(&src.owner)) {
-                    out.push(src.owner.clone());
-                }
-                collect(&src, out);
-            }
+    /// Appends the owners of the outboxes in the tree rooted at `node` (itself included): the
+    /// components a collection wakes once this tree feeds a final box. Linear in the tree, so
+    /// linking one more source into a busy inbox (a selector's `notify`, a server's feedback)
+    /// costs only that source's own tree.
+    fn tree_producers(node: &Rc<Self>, out: &mut Vec<Weak<ComponentCell>>) {
+        if node.dir == Direction::Out {
+            out.push(node.owner.clone());
         }
-        let mut producers = Vec::new();
-        collect(fin, &mut producers);
-        if producers.is_empty() && fin.links.borrow().is_none() {
-            return;
+        for src in node.sources() {
+            Self::tree_producers(&src, out);
         }
-        fin.links_mut().producers = producers;
     }
 
     fn link(src: &Rc<Self>, dst: &Rc<Self>) -> Result<(), Error> {
@@ -263,7 +258,13 @@ impl<T: 'static> BoxNode<T> {
         }
         dst.links_mut().sources.push(Rc::downgrade(src));
         Self::resolve_upstream(src, &fin);
-        Self::recompute_producers(&fin);
+        // The new tree's producers now feed `fin` (a component owning two of them is listed twice;
+        // waking twice is harmless).
+        let mut added = Vec::new();
+        Self::tree_producers(src, &mut added);
+        if !added.is_empty() {
+            fin.links_mut().producers.extend(added);
+        }
         // Messages already in the source's own storage move on to the new destination (Axon).
         let moved = std::mem::take(&mut *src.queue.borrow_mut());
         if !moved.is_empty() && fin.dir == Direction::In {
@@ -285,8 +286,28 @@ impl<T: 'static> BoxNode<T> {
             .sources
             .retain(|w| !std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
         Self::resolve_upstream(src, src);
-        Self::recompute_producers(src);
-        Self::recompute_producers(&target.final_node());
+        // The cut tree's producers no longer feed the old final box: one entry each goes.
+        let mut gone = Vec::new();
+        Self::tree_producers(src, &mut gone);
+        let old_fin = target.final_node();
+        if !gone.is_empty() {
+            let mut l = old_fin.links_mut();
+            for g in &gone {
+                if let Some(i) = l.producers.iter().position(|w| w.ptr_eq(g)) {
+                    l.producers.swap_remove(i);
+                }
+            }
+            // Components that went away without unlinking leave dead entries: drop them here.
+            l.producers.retain(|w| w.strong_count() > 0);
+        }
+        // `src` is a final box again: its upstream outboxes feed it now.
+        let mut own = Vec::new();
+        for upstream in src.sources() {
+            Self::tree_producers(&upstream, &mut own);
+        }
+        if !own.is_empty() || src.links.borrow().is_some() {
+            src.links_mut().producers = own;
+        }
     }
 
     fn label(&self) -> String {

@@ -258,7 +258,9 @@ impl ServerCore {
                 .deliver(crate::internet::MakeSsl::new(role.clone()));
         }
         let wired = (|| -> Result<Option<Linkage>, Error> {
-            let core = &self.core;
+            // Recorded in the handler's postoffice, not ours: ours would grow with every open
+            // connection and make each close scan all of them.
+            let core = &h;
             core.link_named((&csa_core, "outbox"), (&h, "inbox"))?;
             core.link_named((&h, "outbox"), (&csa_core, "inbox"))?;
             core.link_named((&h, "signal"), (&csa_core, "control"))?;
@@ -287,7 +289,7 @@ impl ServerCore {
             Err(e) => {
                 // The adapter still runs, to close the connection and report it like any other.
                 tracing::error!(connection = %info, error = %e, "cannot wire protocol handler; closing connection");
-                self.core.unlink_component(&h);
+                h.unlink_all();
                 let _ = csa_control.deliver(Ipc::shutdown_microprocess());
                 self.core.add_child(&csa_core);
                 sched.activate_boxed(csa);
@@ -349,6 +351,7 @@ impl ServerCore {
         let _ = conn.csa_control.deliver(Ipc::shutdown_microprocess());
         self.core.remove_child(&conn.csa);
         if let Some(h) = &conn.handler {
+            h.unlink_all();
             self.core.remove_child(h);
         }
     }

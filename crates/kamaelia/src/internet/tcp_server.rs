@@ -227,7 +227,9 @@ impl TcpServer {
         };
         let connection = csa.info();
         self.core.add_child(csa.core());
-        self.core
+        // Recorded by the adapter, so it goes when the adapter ends; in our postoffice it would make
+        // every close scan every open connection's link.
+        csa.core()
             .link(csa.creator_feedback(), &self.feedback)
             .map_err(io::Error::other)?;
         open.insert(connection.id, csa.core().clone());
