@@ -337,6 +337,13 @@ pub trait Socket: Read + Write + mio::event::Source + 'static {
 
     /// Makes closing the socket reset the connection (`SO_LINGER` 0), for an abort. Best effort.
     fn set_reset_on_close(&self);
+
+    /// Whether a read that returns less than it asked for has emptied the socket, as with TCP on
+    /// Linux, so the adapter may wait for the next readiness edge instead of reading again to
+    /// hear `WouldBlock`. False (always read until `WouldBlock`) unless the socket says so.
+    fn short_read_drains(&self) -> bool {
+        false
+    }
 }
 
 impl Socket for TcpStream {
@@ -359,6 +366,11 @@ impl Socket for TcpStream {
     fn set_reset_on_close(&self) {
         // Failing leaves an orderly close, which still ends the connection.
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+
+    fn short_read_drains(&self) -> bool {
+        // A TCP receive returns everything queued, up to the buffer: less means empty.
+        cfg!(target_os = "linux")
     }
 }
 
@@ -698,12 +710,25 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         for _ in 0..self.config.reads_per_wake {
             match read_chunk(&mut self.conn.stream, self.config.read_size) {
                 Ok(Some(chunk)) => {
+                    // Every read asks for at least this much (see `read_chunk`): less means the
+                    // socket had no more.
+                    let short = chunk.len() < self.config.read_size.min(ARENA_MIN);
                     self.counters.add_in(chunk.len());
                     self.counters
                         .chunks_in
                         .set(self.counters.chunks_in.get() + 1);
                     if let Err(full) = self.outbox.send(chunk) {
                         flags.held = Some(full.message);
+                        return Ok(false);
+                    }
+                    if short
+                        && self.conn.stream.short_read_drains()
+                        && !self.conn.selector.read_closed(self.conn.token)
+                    {
+                        // Drained: skip the read that would only say WouldBlock (see
+                        // `SelectorHandle::read_closed`).
+                        flags.can_read = false;
+                        self.arm_reader(flags);
                         return Ok(false);
                     }
                 }

@@ -42,6 +42,8 @@ struct Entry {
     /// edge-triggered polling.
     readable: bool,
     writable: bool,
+    /// The peer's FIN (or an error) has been seen: a short read no longer means "drained".
+    read_closed: bool,
 }
 
 struct State {
@@ -106,6 +108,9 @@ impl State {
             };
             // Errors and hang-ups count as both: the next read or write reports them.
             let broken = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+            if ev.is_error() || ev.is_read_closed() {
+                e.read_closed = true;
+            }
             if ev.is_readable() || broken {
                 match e.reader.take() {
                     Some(r) => drop(r.deliver(Readiness { token })),
@@ -164,6 +169,18 @@ impl SelectorHandle {
     /// `removeWriter` messages.
     pub fn notify(&self) -> &Inbox<SelectorMsg> {
         &self.notify
+    }
+
+    /// Whether the peer's FIN (or an error) has been reported for `token`. Until it has, a read
+    /// that returns less than it asked for has drained the socket: with edge-triggered polling,
+    /// bytes arriving later raise a new edge, so the reader can wait for the next notice instead
+    /// of reading again only to get `WouldBlock`.
+    pub fn read_closed(&self, token: Token) -> bool {
+        self.state
+            .borrow()
+            .entries
+            .get(token.0)
+            .is_none_or(|e| e.read_closed)
     }
 
     /// How many sockets are registered.
