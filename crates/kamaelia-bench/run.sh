@@ -7,9 +7,9 @@
 #   SECTIONS="echo tls" REPS=1 DUR=1 crates/kamaelia-bench/run.sh   # a smoke test
 #
 # Knobs (environment): REPS, DUR (seconds per measured cell), WARMUP, SECTIONS (any of
-# "echo stream connect idle relay tls"), ECHO_CONNS, ECHO_SIZES, CONNECT_N, RELAY_CONNECT_N, IDLE_N, IDLE_REPS,
-# IDLE_TIMEOUT, OUT (results directory; default target/bench/DATE). SUMMARY_ONLY=1 with OUT set
-# only prints the summary of an earlier run's results.txt.
+# "echo stream connect idle relay tls"), ECHO_CONNS, ECHO_SIZES, CONNECT_N, RELAY_CONNECT_N,
+# IDLE_N, IDLE_REPS, IDLE_TIMEOUT, OUT (results directory; default target/bench/DATE).
+# SUMMARY_ONLY=1 with OUT set only prints the summary of an earlier run's results.txt.
 #
 # Servers are alternated cell by cell (A B C, then B C A, ... for REPS repetitions), so slow drift
 # on a shared machine hits every server alike; the summary gives per-cell medians and the median of
