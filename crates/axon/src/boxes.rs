@@ -69,8 +69,9 @@ struct Links<T> {
     sources: Vec<Weak<BoxNode<T>>>,
     /// The final box of the chain, when `target` is set.
     resolved: Option<Rc<BoxNode<T>>>,
-    /// For a final box: the owners of every outbox that feeds it, woken on collection.
-    producers: Vec<Weak<ComponentCell>>,
+    /// For a final box: the producers feeding it that sleep until it is collected from (each
+    /// registered itself when it went to sleep; a collection takes the list and wakes them).
+    waiters: Vec<Weak<ComponentCell>>,
     /// How many times this box has been linked to a target: tells a link from a later one between
     /// the same two boxes.
     epoch: u64,
@@ -82,7 +83,7 @@ impl<T> Default for Links<T> {
             target: None,
             sources: Vec::new(),
             resolved: None,
-            producers: Vec::new(),
+            waiters: Vec::new(),
             epoch: 0,
         }
     }
@@ -164,18 +165,55 @@ impl<T: 'static> BoxNode<T> {
         Ok(())
     }
 
-    /// Takes the head of this box's own storage, waking producers that asked for it.
+    /// Takes the head of this box's own storage, waking the producers that sleep until it is
+    /// collected from. Costs nothing more when none does, however many outboxes feed the box.
     #[inline]
     fn pop(&self) -> Option<T> {
         let msg = self.queue.borrow_mut().pop_front()?;
-        if let Some(links) = self.links.borrow().as_deref() {
-            for p in &links.producers {
-                if let Some(p) = p.upgrade() {
-                    p.wake_for_collection();
-                }
+        let waiters = match self.links.borrow_mut().as_deref_mut() {
+            Some(l) if !l.waiters.is_empty() => std::mem::take(&mut l.waiters),
+            _ => return Some(msg),
+        };
+        for w in waiters {
+            if let Some(p) = w.upgrade() {
+                p.wake_for_collection();
             }
         }
         Some(msg)
+    }
+
+    /// Registers `owner` to be woken by the next collection from the final box this outbox feeds
+    /// (nothing to wait for when it feeds nothing: an unlinked outbox takes everything).
+    fn wait_for_collection(&self, owner: &Weak<ComponentCell>) {
+        if self.dir != Direction::Out {
+            return;
+        }
+        let fin = match self
+            .links
+            .borrow()
+            .as_deref()
+            .and_then(|l| l.resolved.clone())
+        {
+            Some(fin) if fin.dir == Direction::In => fin,
+            _ => return,
+        };
+        let mut l = fin.links_mut();
+        if !l.waiters.iter().any(|w| w.ptr_eq(owner)) {
+            l.waiters.push(owner.clone());
+        }
+    }
+
+    /// Wakes the owners of the outboxes in the tree rooted at `node` (itself included) that sleep
+    /// until a collection: their outboxes now feed another box (or none), which may have room.
+    fn wake_tree_waiters(node: &Rc<Self>) {
+        if node.dir == Direction::Out {
+            if let Some(owner) = node.owner.upgrade() {
+                owner.wake_for_collection();
+            }
+        }
+        for src in node.sources() {
+            Self::wake_tree_waiters(&src);
+        }
     }
 
     fn links_mut(&self) -> RefMut<'_, Links<T>> {
@@ -216,19 +254,6 @@ impl<T: 'static> BoxNode<T> {
         }
     }
 
-    /// Appends the owners of the outboxes in the tree rooted at `node` (itself included): the
-    /// components a collection wakes once this tree feeds a final box. Linear in the tree, so
-    /// linking one more source into a busy inbox (a selector's `notify`, a server's feedback)
-    /// costs only that source's own tree.
-    fn tree_producers(node: &Rc<Self>, out: &mut Vec<Weak<ComponentCell>>) {
-        if node.dir == Direction::Out {
-            out.push(node.owner.clone());
-        }
-        for src in node.sources() {
-            Self::tree_producers(&src, out);
-        }
-    }
-
     fn link(src: &Rc<Self>, dst: &Rc<Self>) -> Result<(), Error> {
         if src.dir == Direction::In && dst.dir == Direction::Out {
             return Err(Error::InvalidDirection {
@@ -254,17 +279,10 @@ impl<T: 'static> BoxNode<T> {
             l.target = Some(dst.clone());
             l.epoch += 1;
             l.resolved = Some(fin.clone());
-            l.producers.clear();
         }
         dst.links_mut().sources.push(Rc::downgrade(src));
         Self::resolve_upstream(src, &fin);
-        // The new tree's producers now feed `fin` (a component owning two of them is listed twice;
-        // waking twice is harmless).
-        let mut added = Vec::new();
-        Self::tree_producers(src, &mut added);
-        if !added.is_empty() {
-            fin.links_mut().producers.extend(added);
-        }
+        Self::wake_tree_waiters(src);
         // Messages already in the source's own storage move on to the new destination (Axon).
         let moved = std::mem::take(&mut *src.queue.borrow_mut());
         if !moved.is_empty() && fin.dir == Direction::In {
@@ -286,27 +304,28 @@ impl<T: 'static> BoxNode<T> {
             .sources
             .retain(|w| !std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
         Self::resolve_upstream(src, src);
-        // The cut tree's producers no longer feed the old final box: one entry each goes.
-        let mut gone = Vec::new();
-        Self::tree_producers(src, &mut gone);
+        // The cut tree no longer feeds the old final box: its producers' registrations there go
+        // (waking them below makes each register again with what it feeds now, if it still waits).
         let old_fin = target.final_node();
-        if !gone.is_empty() {
-            let mut l = old_fin.links_mut();
-            for g in &gone {
-                if let Some(i) = l.producers.iter().position(|w| w.ptr_eq(g)) {
-                    l.producers.swap_remove(i);
-                }
+        if let Some(l) = old_fin.links.borrow_mut().as_deref_mut() {
+            if !l.waiters.is_empty() {
+                let mut cut = Vec::new();
+                Self::tree_owners(src, &mut cut);
+                l.waiters
+                    .retain(|w| w.strong_count() > 0 && !cut.iter().any(|c| w.ptr_eq(c)));
             }
-            // Components that went away without unlinking leave dead entries: drop them here.
-            l.producers.retain(|w| w.strong_count() > 0);
         }
-        // `src` is a final box again: its upstream outboxes feed it now.
-        let mut own = Vec::new();
-        for upstream in src.sources() {
-            Self::tree_producers(&upstream, &mut own);
+        // The cut tree feeds `src` now: producers waiting for room may have it.
+        Self::wake_tree_waiters(src);
+    }
+
+    /// The owners of the outboxes in the tree rooted at `node` (itself included).
+    fn tree_owners(node: &Rc<Self>, out: &mut Vec<Weak<ComponentCell>>) {
+        if node.dir == Direction::Out {
+            out.push(node.owner.clone());
         }
-        if !own.is_empty() || src.links.borrow().is_some() {
-            src.links_mut().producers = own;
+        for src in node.sources() {
+            Self::tree_owners(&src, out);
         }
     }
 
@@ -344,6 +363,8 @@ pub(crate) trait ErasedBox {
     fn detach(self: Rc<Self>);
     /// A new box carrying the same type, owned by `owner`.
     fn new_like(&self, owner: &Core, spec: BoxSpec, dir: Direction) -> Rc<dyn ErasedBox>;
+    /// For an outbox: wake `owner` on the next collection from the box it feeds.
+    fn wait_for_collection(&self, owner: &Weak<ComponentCell>);
 }
 
 impl<T: 'static> ErasedBox for BoxNode<T> {
@@ -419,6 +440,10 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
 
     fn new_like(&self, owner: &Core, spec: BoxSpec, dir: Direction) -> Rc<dyn ErasedBox> {
         BoxNode::<T>::new(&owner.cell, spec, dir)
+    }
+
+    fn wait_for_collection(&self, owner: &Weak<ComponentCell>) {
+        BoxNode::wait_for_collection(self, owner);
     }
 }
 
@@ -700,8 +725,10 @@ impl<T: 'static> Future for SendWait<'_, T> {
             Ok(()) => Poll::Ready(()),
             Err(full) => {
                 self.msg = Some(full.message);
-                if let Some(owner) = self.outbox.node.owner.upgrade() {
+                let node = &self.outbox.node;
+                if let Some(owner) = node.owner.upgrade() {
                     owner.wants_collection.set(true);
+                    node.wait_for_collection(&node.owner);
                 }
                 Poll::Pending
             }

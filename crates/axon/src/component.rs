@@ -108,6 +108,18 @@ impl ComponentCell {
         format!("{}_{}", self.kind, self.id.0)
     }
 
+    /// Goes to sleep wanting a collection from any box one of its outboxes feeds: registers with
+    /// each of those boxes (Axon's "producer woken by collection").
+    pub(crate) fn want_collection(self: &Rc<Self>) {
+        self.wants_collection.set(true);
+        let me = Rc::downgrade(self);
+        for b in self.boxes.borrow().iter() {
+            if b.direction() == Direction::Out {
+                b.wait_for_collection(&me);
+            }
+        }
+    }
+
     pub(crate) fn with_extra<R>(&self, f: impl FnOnce(&mut Extra) -> R) -> R {
         let mut extra = self.extra.borrow_mut();
         f(extra.get_or_insert_with(Box::default))
@@ -327,7 +339,7 @@ impl Core {
         Pause {
             core: self,
             slept: false,
-            collection: true,
+            collection: Collection::AnyOutbox,
         }
     }
 
@@ -337,7 +349,20 @@ impl Core {
         Pause {
             core: self,
             slept: false,
-            collection: false,
+            collection: Collection::None,
+        }
+    }
+
+    /// Like [`Core::pause_for_delivery`], and a collection from the box `outbox` feeds wakes the
+    /// component too (collections from the boxes its other outboxes feed do not): for a producer
+    /// holding a message for one full consumer while it still serves its inboxes and timers.
+    ///
+    /// Must be awaited from this component's own `main`.
+    pub fn pause_for_collection<T: 'static>(&self, outbox: &Outbox<T>) -> Pause<'_> {
+        Pause {
+            core: self,
+            slept: false,
+            collection: Collection::One(outbox.node.clone()),
         }
     }
 
@@ -612,13 +637,35 @@ impl fmt::Display for Core {
     }
 }
 
-/// The future returned by [`Core::pause`].
-#[derive(Debug)]
+/// Which collections wake a [`Pause`].
+enum Collection {
+    None,
+    AnyOutbox,
+    One(Rc<dyn ErasedBox>),
+}
+
+/// The future returned by [`Core::pause`], [`Core::pause_for_delivery`] and
+/// [`Core::pause_for_collection`].
 #[must_use = "pausing does nothing unless awaited"]
 pub struct Pause<'a> {
     core: &'a Core,
     slept: bool,
-    collection: bool,
+    collection: Collection,
+}
+
+impl fmt::Debug for Pause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let collection = match &self.collection {
+            Collection::None => "none",
+            Collection::AnyOutbox => "any outbox",
+            Collection::One(_) => "one outbox",
+        };
+        f.debug_struct("Pause")
+            .field("core", self.core)
+            .field("slept", &self.slept)
+            .field("collection", &collection)
+            .finish()
+    }
 }
 
 impl Future for Pause<'_> {
@@ -629,8 +676,14 @@ impl Future for Pause<'_> {
             return Poll::Ready(());
         }
         self.slept = true;
-        if self.collection {
-            self.core.cell.wants_collection.set(true);
+        let cell = &self.core.cell;
+        match &self.collection {
+            Collection::None => {}
+            Collection::AnyOutbox => cell.want_collection(),
+            Collection::One(outbox) => {
+                cell.wants_collection.set(true);
+                outbox.wait_for_collection(&Rc::downgrade(cell));
+            }
         }
         Poll::Pending
     }
@@ -766,7 +819,7 @@ impl<I: 'static, O: 'static> Boxes<I, O> {
             if let Some(c) = self.control.recv_now() {
                 return Msg::Control(c);
             }
-            self.core.pause().await;
+            self.core.pause_for_delivery().await;
         }
     }
 }

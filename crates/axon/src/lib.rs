@@ -96,4 +96,4 @@ pub use ipc::Ipc;
 pub use linkage::{link, Linkable, Linkage};
 pub use scheduler::{spawn, spawn_boxed, Driver, Failure, Scheduler, ThreadParker, Unpark};
 pub use threaded::{ThreadContext, ThreadedComponent};
-pub use time::{sleep, sleep_until, timeout, yield_now, Elapsed, Sleep, YieldNow};
+pub use time::{now, sleep, sleep_until, timeout, yield_now, Elapsed, Sleep, YieldNow};

@@ -228,6 +228,8 @@ pub(crate) struct Inner {
     current: RefCell<Option<Rc<ComponentCell>>>,
     failures: RefCell<Vec<Failure>>,
     slowmo: Cell<Duration>,
+    /// The clock as read at the start of this cycle and after each wait: [`crate::now`].
+    now: Cell<Instant>,
 }
 
 thread_local! {
@@ -256,6 +258,11 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
 }
 
 impl Inner {
+    /// The scheduler's clock: see [`crate::now`].
+    pub(crate) fn now(&self) -> Instant {
+        self.now.get()
+    }
+
     /// Re-queues the component being polled; false if none is.
     pub(crate) fn wake_current(&self) -> bool {
         match self.current.borrow().as_ref() {
@@ -328,6 +335,7 @@ impl Scheduler {
                 current: RefCell::new(None),
                 failures: RefCell::default(),
                 slowmo: Cell::new(Duration::ZERO),
+                now: Cell::new(Instant::now()),
             }),
         }
     }
@@ -435,6 +443,7 @@ impl Scheduler {
 
     /// One cycle. Returns false once no component is left.
     fn cycle(&self, may_block: bool) -> bool {
+        self.inner.now.set(Instant::now());
         let inner = &self.inner;
         self.take_remote_wakes();
         // `try_tick` polls what was runnable at the start of the cycle, once each. `run` keeps
@@ -462,6 +471,7 @@ impl Scheduler {
             Some(Duration::ZERO)
         };
         self.park(timeout);
+        self.inner.now.set(Instant::now());
         self.take_remote_wakes();
         self.fire_timers();
         let slowmo = inner.slowmo.get();
@@ -492,6 +502,7 @@ impl Scheduler {
             return;
         }
         let now = Instant::now();
+        self.inner.now.set(now);
         while timers.first_key_value().is_some_and(|(k, _)| k.0 <= now) {
             if let Some(cell) = timers.pop_first().and_then(|(_, c)| c.upgrade()) {
                 cell.wake();

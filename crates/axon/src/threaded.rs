@@ -629,7 +629,7 @@ async fn sleep(core: &Core, wants_collection: bool) {
         }
         slept = true;
         if wants_collection {
-            core.cell.wants_collection.set(true);
+            core.cell.want_collection();
         }
         Poll::Pending
     })

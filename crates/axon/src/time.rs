@@ -31,6 +31,19 @@ pub fn sleep(duration: Duration) -> Sleep {
     sleep_until(Instant::now() + duration)
 }
 
+/// The current scheduler's clock: the time it read when this scheduler cycle began or its last
+/// wait for the OS returned, so never ahead of the real time and behind it by at most the work of
+/// one cycle. Components that stamp every message (activity clocks for timeouts) read this instead
+/// of the system clock. Outside a scheduler it is [`Instant::now`].
+///
+/// ```
+/// let before = std::time::Instant::now();
+/// assert!(axon::now() >= before);
+/// ```
+pub fn now() -> Instant {
+    with_current(|s| s.map(|s| s.now())).unwrap_or_else(Instant::now)
+}
+
 /// Waits until `deadline`. Must be awaited inside a component running on a scheduler.
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
@@ -80,10 +93,16 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        // Once armed, the scheduler's clock decides (no clock read per poll): a deadline it has
+        // not seen pass yet is left to the timer, which fires in the cycle that sees it. The first
+        // poll reads the real clock, so a deadline already past is never waited for.
+        if now() >= self.deadline {
             return Poll::Ready(());
         }
         if self.armed.is_none() {
+            if Instant::now() >= self.deadline {
+                return Poll::Ready(());
+            }
             let deadline = self.deadline;
             let key = with_current(|s| s.and_then(|s| s.add_timer(deadline)));
             assert!(

@@ -273,3 +273,34 @@ fn a_producer_waiting_for_room_is_woken_by_the_collection() {
     run_for_a_while(&sched);
     assert!(producer.is_finished());
 }
+
+/// `pause_for_collection(outbox)`: a collection from the box that outbox feeds wakes the
+/// component; collections from what its other outboxes feed do not.
+#[test]
+fn pausing_for_one_outbox_is_woken_only_by_collections_from_its_consumer() {
+    let (sched, [b, c]) = init_components();
+    let woken = Rc::new(Cell::new(0u32));
+    let w = woken.clone();
+    let a = FnComponent::<Token, Token, _>::new("OneOutbox", move |boxes| async move {
+        loop {
+            boxes.core.pause_for_collection(&boxes.outbox).await;
+            w.set(w.get() + 1);
+        }
+    });
+    let a_core = a.core().clone();
+    let (out, sig) = (a.boxes().outbox.clone(), a.boxes().signal.clone());
+    sched.activate(a);
+    a_core.link(&out, &b.boxes.inbox).unwrap();
+    a_core.link(&sig, &c.boxes.control).unwrap();
+    run_for_a_while(&sched);
+    out.send(1).unwrap();
+    sig.send(axon::Ipc::producer_finished()).unwrap();
+    run_for_a_while(&sched);
+    woken.set(0);
+    assert!(c.boxes.control.recv_now().is_some());
+    run_for_a_while(&sched);
+    assert_eq!(woken.get(), 0, "a collection from what `signal` feeds");
+    assert_eq!(b.boxes.inbox.recv_now(), Some(1));
+    run_for_a_while(&sched);
+    assert_eq!(woken.get(), 1, "a collection from what `outbox` feeds");
+}

@@ -778,7 +778,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
 
     fn handshake_expired(&self, flags: &mut Flags) -> Option<CloseReason> {
         let deadline = flags.handshake_deadline?;
-        (Instant::now() >= deadline).then(|| {
+        (axon::now() >= deadline).then(|| {
             flags.handshake_deadline = None;
             let _ = self
                 .sslready
@@ -1021,7 +1021,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         Ok(true)
     }
 
-    /// Ends the connection if one of its timeouts has run out.
+    /// Ends the connection if one of its timeouts has run out. `now` is the scheduler's clock
+    /// ([`axon::now`], one read per cycle rather than one per wake-up): it lags the real time by at
+    /// most one scheduler cycle, far below any timeout's resolution.
     fn check_timeouts(&self, f: &Flags, c: &mut Clocks, now: Instant) -> Option<CloseReason> {
         let cfg = &self.config;
         let (bytes_in, bytes_out) = (self.counters.bytes_in(), self.counters.bytes_out());
@@ -1157,7 +1159,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 return reason;
             }
             if let Some(clocks) = clocks.as_mut() {
-                if let Some(reason) = self.check_timeouts(flags, clocks, Instant::now()) {
+                if let Some(reason) = self.check_timeouts(flags, clocks, axon::now()) {
                     return reason;
                 }
             }
@@ -1203,7 +1205,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             // Held back by a full consumer: wake when it collects. Otherwise only deliveries
             // (readiness, data, control) and deadlines matter.
             let pause = if flags.held.is_some() {
-                self.core.pause()
+                self.core.pause_for_collection(&self.outbox)
             } else {
                 self.core.pause_for_delivery()
             };
