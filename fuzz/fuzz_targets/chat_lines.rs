@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
         id: probe.id(),
         data: heard.clone(),
         control: probe_control.clone(),
-    });
+    })
+    .expect("a subscription is always taken");
 
     let handler = sched.activate(ChatHandler::new(bp.clone()));
     let inbox: Inbox<Bytes> = handler.inbox_named("inbox").expect("handler inbox");

@@ -7,7 +7,8 @@
 //! * no line is empty or longer than the limit, and a `\n` only ever ends a line;
 //! * every line but the `finish()` remainder ends in `\n` or is exactly the limit long; the
 //!   remainder does neither;
-//! * how the stream is cut into reads does not change the lines (same as one single push).
+//! * how the stream is cut into reads does not change the lines (same as one single push), and
+//!   taking them one at a time with `next_line` gives the same lines.
 #![no_main]
 
 use kamaelia::bytes::Bytes;
@@ -77,4 +78,22 @@ fuzz_target!(|data: &[u8]| {
     one_push.extend(whole.finish());
     let chunked: Vec<Bytes> = lines.into_iter().chain(last).collect();
     assert_eq!(chunked, one_push, "chunking changed the lines");
+
+    // One line at a time, as the chat handler takes them, from chunks cut the same way.
+    let mut pulled = LineSplitter::new(max);
+    let mut by_line: Vec<Bytes> = Vec::new();
+    let mut rest = stream;
+    let mut mix = *seed;
+    while let Some(&b) = rest.first() {
+        mix = mix.rotate_left(3) ^ b;
+        let n = usize::from(mix % 16).clamp(1, rest.len());
+        let mut chunk = Bytes::copy_from_slice(&rest[..n]);
+        while let Some(line) = pulled.next_line(&mut chunk) {
+            by_line.push(line);
+        }
+        assert!(chunk.is_empty(), "next_line left bytes behind");
+        rest = &rest[n..];
+    }
+    by_line.extend(pulled.finish());
+    assert_eq!(by_line, one_push, "next_line made other lines than push");
 });

@@ -6,10 +6,12 @@
 //!   server with the descriptors it started with, and its resident memory within 10% of where it
 //!   was after the first quarter of the cycles.
 //! * A 5-minute mixed load (echo of random sizes, half-closes, resets, a pool of idle connections,
-//!   chat pairs on a chat server) leaves both servers with their starting descriptors, and their
-//!   resident memory at the end of the load within 10% of where it settled after the first
-//!   minute. Ignored by default (run with `cargo test -p kamaelia-cli --test soak -- --ignored`;
-//!   `.ci/run` does). `KAMAELIA_SOAK_SECS` shortens it for a quick local try.
+//!   chat pairs on a chat server that resetting connections blast with up to 128 KiB of lines at
+//!   once) leaves both servers with their starting descriptors, and their resident memory at the
+//!   end of the load within 10% of where it settled after the first minute; every chat pair gets
+//!   all its lines. Ignored by `cargo test` for its length: `.ci/run` runs it after the workspace
+//!   tests, as `cargo test -p kamaelia-cli --test soak -- --ignored`. `KAMAELIA_SOAK_SECS`
+//!   shortens it for a quick local try.
 //!
 //! The clients are Python processes (not our code). Every process is killed by its id when its
 //! guard drops; every loop is bounded in count and in time; traffic stays on loopback (the churn
@@ -176,7 +178,8 @@ fn churn_of_200k_connections_leaves_no_descriptors_or_memory_behind() {
 /// 32 KiB, shuts down writing, checks the echo up to EOF), a resetter (connects, maybe sends,
 /// resets without reading; on either server), a keeper of 64 idle connections to the echo server
 /// (replaces the oldest every half second, now and then checking one with a one-byte echo; idle
-/// chat clients would not read what the chat traffic publishes, and be dropped), and a chat pair maker (two clients
+/// chat clients would not read what the chat traffic publishes, so they would hold the chat room
+/// back for its slow-client timeout and then be dropped), and a chat pair maker (two clients
 /// make sure both are subscribed, exchange lines, then one finishes with an unterminated line the
 /// other must receive).
 ///

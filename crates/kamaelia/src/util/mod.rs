@@ -4,5 +4,8 @@
 mod backplane;
 mod console;
 
-pub use backplane::{Backplane, BackplaneHandle, BackplaneMsg};
+pub use backplane::{
+    Backplane, BackplaneHandle, BackplaneMsg, Subscription, DEFAULT_SLOW_SUBSCRIBER_TIMEOUT,
+    PUBLISH_QUEUE,
+};
 pub use console::{reader, writer};
