@@ -238,13 +238,17 @@ impl CsaConfig {
 }
 
 /// Waits for `pause` or `timer`, whichever is first; true if the timer fired.
+///
+/// The pause is polled first: a wake by a delivery, by far the most common, then costs no clock
+/// read. A timer that expired meanwhile is seen on the next wait (the caller re-checks its real
+/// deadlines on every pass anyway).
 async fn race(pause: axon::Pause<'_>, timer: &mut axon::Sleep) -> bool {
     let mut pause = std::pin::pin!(pause);
     std::future::poll_fn(|cx| {
-        if std::pin::Pin::new(&mut *timer).poll(cx).is_ready() {
-            return std::task::Poll::Ready(true);
+        if pause.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(false);
         }
-        pause.as_mut().poll(cx).map(|()| false)
+        std::pin::Pin::new(&mut *timer).poll(cx).map(|()| true)
     })
     .await
 }
@@ -459,7 +463,9 @@ struct Flags {
 /// (`newReader`), and likewise for writing (`newWriter` only after a write would block). Readiness
 /// is a hint; `WouldBlock` is never an error. Each read is cut from a buffer shared by every
 /// adapter of the scheduler and sent on as a `Bytes` chunk without copying, so an idle connection
-/// holds no buffer. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
+/// holds no buffer. Under TLS one read takes every record the socket holds into a per-thread
+/// buffer and rustls is fed from memory; records it cannot take yet (the consumer is full) wait
+/// in the adapter. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
 /// served.
 ///
 /// Back-pressure both ways: when the component fed by `outbox` has a full inbox, the adapter keeps
