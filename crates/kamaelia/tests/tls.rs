@@ -220,10 +220,21 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A TLS echo server on 127.0.0.1 with a short handshake deadline, recording into `log`.
 fn tls_server(sched: &Scheduler, pki: &Pki, log: &Log) -> (SocketAddr, Inbox<Ipc>) {
+    tls_server_with(sched, pki, log, 64)
+}
+
+/// As [`tls_server`], with each handler's `inbox` limited to `inbox_size` messages (64 there).
+fn tls_server_with(
+    sched: &Scheduler,
+    pki: &Pki,
+    log: &Log,
+    inbox_size: usize,
+) -> (SocketAddr, Inbox<Ipc>) {
     let csa = CsaConfig::default().tls_handshake_timeout(HANDSHAKE_DEADLINE);
-    let config = ServerConfig::default()
+    let mut config = ServerConfig::default()
         .tcp(TcpServerConfig::default().csa(csa))
         .tls(pki.server.clone());
+    config.handler_inbox_size = inbox_size;
     let log = log.clone();
     let server = ServerCore::new(
         "127.0.0.1:0".parse().unwrap(),
@@ -563,6 +574,34 @@ fn a_message_larger_than_rustls_buffers_crosses_whole() {
         ],
     );
     let reason = run_client(&sched, &good, "a 1 MiB message echoed");
+    good.assert_echoed(&reason);
+    let _ = server_control.deliver(Ipc::shutdown_microprocess());
+    util::run(&sched);
+}
+
+#[test]
+fn records_read_behind_a_full_handler_wait_and_cross_whole() {
+    // The handler takes one chunk at a time: the server's adapter holds decrypted chunks and the
+    // records it read but could not yet hand to rustls, and must lose none of them.
+    let pki = Pki::new("full-handler");
+    let sched = Scheduler::new();
+    let log: Log = Rc::default();
+    let (addr, server_control) = tls_server_with(&sched, &pki, &log, 1);
+    let good = GoodClient::start(
+        &sched,
+        addr,
+        pki.trusting.clone(),
+        vec![
+            Bytes::from(pattern(1 << 20, 7)),
+            Bytes::from(pattern(3000, 11)),
+            Bytes::from_static(b"tail"),
+        ],
+    );
+    let reason = run_client(
+        &sched,
+        &good,
+        "1 MiB echoed through a one-message handler inbox",
+    );
     good.assert_echoed(&reason);
     let _ = server_control.deliver(Ipc::shutdown_microprocess());
     util::run(&sched);

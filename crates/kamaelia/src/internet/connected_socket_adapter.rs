@@ -238,13 +238,17 @@ impl CsaConfig {
 }
 
 /// Waits for `pause` or `timer`, whichever is first; true if the timer fired.
+///
+/// The pause is polled first: a wake by a delivery, by far the most common, then costs no clock
+/// read. A timer that expired meanwhile is seen on the next wait (the caller re-checks its real
+/// deadlines on every pass anyway).
 async fn race(pause: axon::Pause<'_>, timer: &mut axon::Sleep) -> bool {
     let mut pause = std::pin::pin!(pause);
     std::future::poll_fn(|cx| {
-        if std::pin::Pin::new(&mut *timer).poll(cx).is_ready() {
-            return std::task::Poll::Ready(true);
+        if pause.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(false);
         }
-        pause.as_mut().poll(cx).map(|()| false)
+        std::pin::Pin::new(&mut *timer).poll(cx).map(|()| true)
     })
     .await
 }
@@ -287,6 +291,10 @@ thread_local! {
     /// The scheduler thread's read buffer. Every adapter reads into it and cuts the bytes read off
     /// as a `Bytes` chunk, so an idle connection holds no buffer and no read copies data.
     static READ_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    /// The scheduler thread's buffer for TLS records read from sockets, reused by every adapter:
+    /// records are decrypted out of it at once.
+    #[cfg(feature = "tls")]
+    static TLS_READ: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// One read into the shared arena: `Ok(None)` at end of stream.
@@ -415,6 +423,9 @@ struct Flags {
     /// Under TLS: the part of a message rustls has not taken yet (its buffer was full).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls_unsent: Option<Bytes>,
+    /// Under TLS: records read from the socket that rustls has not taken yet (the outbox was full).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls_in: Option<Bytes>,
     /// Under TLS: when the handshake must be done by.
     handshake_deadline: Option<Instant>,
 }
@@ -452,7 +463,9 @@ struct Flags {
 /// (`newReader`), and likewise for writing (`newWriter` only after a write would block). Readiness
 /// is a hint; `WouldBlock` is never an error. Each read is cut from a buffer shared by every
 /// adapter of the scheduler and sent on as a `Bytes` chunk without copying, so an idle connection
-/// holds no buffer. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
+/// holds no buffer. Under TLS one read takes every record the socket holds into a per-thread
+/// buffer and rustls is fed from memory; records it cannot take yet (the consumer is full) wait
+/// in the adapter. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
 /// served.
 ///
 /// Back-pressure both ways: when the component fed by `outbox` has a full inbox, the adapter keeps
@@ -882,6 +895,31 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             return Ok(());
         }
         loop {
+            // Queued messages go into rustls until its buffer is full, so one vectored write
+            // carries the records of several.
+            if !tls.is_handshaking() && flags.write_open {
+                loop {
+                    let next = flags.tls_unsent.take().or_else(|| {
+                        let m = self.inbox.recv_now();
+                        if m.is_some() {
+                            self.counters
+                                .chunks_out
+                                .set(self.counters.chunks_out.get() + 1);
+                        }
+                        m
+                    });
+                    let Some(b) = next else { break };
+                    // rustls takes what fits its buffer; the rest waits until that is flushed.
+                    let n = tls.writer().write(&b)?;
+                    if n < b.len() {
+                        if n == 0 && !tls.wants_write() {
+                            return Err(io::ErrorKind::WriteZero.into());
+                        }
+                        flags.tls_unsent = Some(b.slice(n..));
+                        break;
+                    }
+                }
+            }
             while tls.wants_write() {
                 if !flags.can_write {
                     self.arm_writer(flags);
@@ -895,45 +933,27 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             if tls.is_handshaking() || !flags.write_open {
                 return Ok(());
             }
-            let next = flags.tls_unsent.take().or_else(|| {
-                let m = self.inbox.recv_now();
-                if m.is_some() {
-                    self.counters
-                        .chunks_out
-                        .set(self.counters.chunks_out.get() + 1);
-                }
-                m
-            });
-            match next {
-                Some(mut b) => {
-                    // rustls takes what fits its buffer; the rest waits until that is flushed.
-                    let n = tls.writer().write(&b)?;
-                    if n < b.len() {
-                        if n == 0 && !tls.wants_write() {
-                            return Err(io::ErrorKind::WriteZero.into());
-                        }
-                        b.advance(n);
-                        flags.tls_unsent = Some(b);
-                    }
-                }
-                None if flags.finishing && !flags.close_notify_sent => {
-                    flags.close_notify_sent = true;
-                    tls.send_close_notify();
-                }
-                None if flags.finishing => {
-                    match self.conn.stream.shutdown(Shutdown::Write) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
-                        Err(e) => return Err(e),
-                    }
-                    flags.write_open = false;
-                    flags
-                        .first_close
-                        .get_or_insert(CloseReason::ProducerFinished);
-                    return Ok(());
-                }
-                None => return Ok(()),
+            if flags.tls_unsent.is_some() || !self.inbox.is_empty() {
+                continue;
             }
+            if !flags.finishing {
+                return Ok(());
+            }
+            if !flags.close_notify_sent {
+                flags.close_notify_sent = true;
+                tls.send_close_notify();
+                continue;
+            }
+            match self.conn.stream.shutdown(Shutdown::Write) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                Err(e) => return Err(e),
+            }
+            flags.write_open = false;
+            flags
+                .first_close
+                .get_or_insert(CloseReason::ProducerFinished);
+            return Ok(());
         }
     }
 
@@ -954,7 +974,87 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         tls: &mut rustls::Connection,
         flags: &mut Flags,
     ) -> io::Result<bool> {
+        // Records read earlier that rustls has not taken yet (the outbox was full) go first.
+        if let Some(rest) = flags.tls_in.take() {
+            let mut input = &rest[..];
+            let go = self.pump_tls(tls, flags, &mut input)?;
+            if !input.is_empty() {
+                flags.tls_in = Some(rest.slice(rest.len() - input.len()..));
+            }
+            if !go {
+                return Ok(false);
+            }
+        }
+        let mut drained = false;
         for _ in 0..self.config.reads_per_wake {
+            if flags.tcp_eof {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed the connection during the TLS handshake",
+                ));
+            }
+            if drained {
+                flags.can_read = false;
+                self.arm_reader(flags);
+                return Ok(false);
+            }
+            // One read takes every record the socket holds (rustls itself reads at most 4 KiB at
+            // a time); rustls is then fed from memory.
+            let mut buf = TLS_READ.take();
+            let want = self.config.read_size;
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            let r = match self.conn.stream.read(&mut buf[..want]) {
+                Ok(0) => {
+                    flags.tcp_eof = true;
+                    // Tells rustls the stream has ended (it reads the EOF from an empty reader).
+                    tls.read_tls(&mut io::empty()).and_then(|_| {
+                        let mut none: &[u8] = &[];
+                        self.pump_tls(tls, flags, &mut none)
+                    })
+                }
+                Ok(n) => {
+                    self.counters.add_in(n);
+                    // Less than asked for: the socket is empty (see `Socket::short_read_drains`).
+                    drained = n < want
+                        && self.conn.stream.short_read_drains()
+                        && !self.conn.selector.read_closed(self.conn.token);
+                    let mut input = &buf[..n];
+                    let r = self.pump_tls(tls, flags, &mut input);
+                    if !input.is_empty() {
+                        flags.tls_in = Some(Bytes::copy_from_slice(input));
+                    }
+                    r
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    flags.can_read = false;
+                    self.arm_reader(flags);
+                    Ok(false)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+                Err(e) => Err(e),
+            };
+            TLS_READ.set(buf);
+            if !r? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Hands the plaintext rustls holds to `outbox`, then feeds it `input` (records read from the
+    /// socket) and hands on what that decrypts, until `input` is used up. False when reading must
+    /// stop: the outbox is full (the chunk is held, `input` keeps the rest) or the peer has sent
+    /// close_notify.
+    #[cfg(feature = "tls")]
+    fn pump_tls(
+        &mut self,
+        tls: &mut rustls::Connection,
+        flags: &mut Flags,
+        input: &mut &[u8],
+    ) -> io::Result<bool> {
+        loop {
             loop {
                 match read_chunk(&mut tls.reader(), self.config.read_size) {
                     Ok(Some(chunk)) => {
@@ -967,7 +1067,8 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                         }
                     }
                     Ok(None) => {
-                        // close_notify: the TLS peer's EOF.
+                        // close_notify: the TLS peer's EOF. Anything after it is ignored.
+                        *input = &[];
                         flags.read_open = false;
                         flags.eof_unreported = true;
                         flags.first_close.get_or_insert(CloseReason::Eof);
@@ -983,22 +1084,14 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     Err(e) => return Err(e),
                 }
             }
-            if flags.tcp_eof {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection during the TLS handshake",
-                ));
+            if input.is_empty() {
+                return Ok(true);
             }
-            match tls.read_tls(&mut self.conn.stream) {
-                Ok(0) => flags.tcp_eof = true,
-                Ok(n) => self.counters.add_in(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    flags.can_read = false;
-                    self.arm_reader(flags);
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            // rustls takes at most one record's worth at a time; it has just been emptied of
+            // plaintext, so it cannot refuse for a full plaintext buffer.
+            if tls.read_tls(input)? == 0 {
+                // Only after close_notify, which the reader reports above.
+                *input = &[];
             }
             if let Err(e) = tls.process_new_packets() {
                 // Send the alert rustls queued, if the socket takes it; the error ends us anyway.
@@ -1018,7 +1111,6 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             }
             self.check_handshake(tls, flags);
         }
-        Ok(true)
     }
 
     /// Ends the connection if one of its timeouts has run out. `now` is the scheduler's clock
@@ -1106,6 +1198,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             tcp_eof: false,
             close_notify_sent: false,
             tls_unsent: None,
+            tls_in: None,
             handshake_deadline: None,
         };
         let reason = self.run_loop(&mut flags).await;
