@@ -179,7 +179,7 @@ pub struct CsaConfig {
 impl Default for CsaConfig {
     fn default() -> Self {
         Self {
-            read_size: 64 * 1024,
+            read_size: 128 * 1024,
             reads_per_wake: 16,
             inbox_size: 64,
             tls_handshake_timeout: Duration::from_secs(10),
@@ -282,33 +282,136 @@ pub(crate) fn next_connection_id() -> ConnectionId {
     ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Size of the shared read buffers chunks are cut from.
+/// Size of the shared read buffers chunks are cut from; also the most one read asks for.
 const ARENA: usize = 256 * 1024;
-/// Below this much room left, a fresh arena is started rather than doing short reads.
-const ARENA_MIN: usize = 16 * 1024;
 
 thread_local! {
-    /// The scheduler thread's read buffer. Every adapter reads into it and cuts the bytes read off
-    /// as a `Bytes` chunk, so an idle connection holds no buffer and no read copies data.
-    static READ_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    /// The scheduler thread's read buffers (see [`Arenas`]).
+    static READ_ARENAS: RefCell<Arenas> = RefCell::new(Arenas::new());
+    /// Like `READ_ARENAS`, but one zeroed ahead, for readers that need initialised memory: TLS
+    /// plaintext, read out of rustls.
+    #[cfg(feature = "tls")]
+    static PLAINTEXT_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
     /// The scheduler thread's buffer for TLS records read from sockets, reused by every adapter:
     /// records are decrypted out of it at once.
     #[cfg(feature = "tls")]
     static TLS_READ: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// One read into the shared arena: `Ok(None)` at end of stream.
-fn read_chunk(stream: &mut impl Read, max: usize) -> io::Result<Option<Bytes>> {
-    READ_ARENA.with(|arena| {
+/// One chunk read by [`read_chunk`].
+enum Chunk {
+    /// The bytes read; `short` when they are fewer than the read asked for, which on a TCP
+    /// socket means it is empty (see [`Socket::short_read_drains`]).
+    Data { bytes: Bytes, short: bool },
+    /// End of stream.
+    Eof,
+}
+
+/// Used-up arenas kept for reuse, at most.
+const SPARE_ARENAS: usize = 3;
+
+/// The read buffers of one scheduler thread. Every adapter reads into `current` and cuts the
+/// bytes read off as a `Bytes` chunk, so an idle connection holds no buffer and no read copies
+/// data. An arena whose chunks have all been dropped (an echo writes and drops them within a
+/// cycle or two) is reclaimed whole rather than a new one allocated, so reads land in memory that
+/// is mapped and warm in cache.
+#[derive(Debug)]
+struct Arenas {
+    /// Empty between reads, with room to read into.
+    current: BytesMut,
+    /// Used-up arenas, some of whose chunks may still be alive.
+    spare: Vec<BytesMut>,
+}
+
+impl Arenas {
+    fn new() -> Self {
+        Self {
+            current: BytesMut::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Makes sure `current` has room for `want` bytes: reclaims it or a spare arena whose chunks
+    /// are all gone, else starts a new one.
+    fn make_room(&mut self, want: usize) {
+        if self.current.capacity() >= want || self.current.try_reclaim(ARENA) {
+            return;
+        }
+        let used = std::mem::take(&mut self.current);
+        let free = self.spare.iter_mut().position(|a| a.try_reclaim(ARENA));
+        self.current = match free {
+            Some(i) => std::mem::replace(&mut self.spare[i], used),
+            None => {
+                if self.spare.len() < SPARE_ARENAS {
+                    self.spare.push(used);
+                }
+                BytesMut::with_capacity(ARENA)
+            }
+        };
+    }
+}
+
+/// One read of up to `max` bytes (at most [`ARENA`]) from `stream` into the thread's arena.
+///
+/// Every read asks for the full `max.min(ARENA)`: when the arena has less room left, another is
+/// made current (the old one lives on in the chunks cut from it until they are dropped). So a
+/// read that returns less than that is short, whatever the arena's state, and a full-sized
+/// message is not taken for a partial one that needs another read to hear `WouldBlock`.
+fn read_chunk<S: Socket>(stream: &mut S, max: usize) -> io::Result<Chunk> {
+    READ_ARENAS.with(|arenas| {
+        let arenas = &mut *arenas.borrow_mut();
+        let want = max.clamp(1, ARENA);
+        arenas.make_room(want);
+        let n = stream.read_into(&mut arenas.current, want)?;
+        Ok(if n == 0 {
+            Chunk::Eof
+        } else {
+            Chunk::Data {
+                bytes: arenas.current.split().freeze(),
+                short: n < want,
+            }
+        })
+    })
+}
+
+/// Like [`read_chunk`], for a reader that needs initialised memory (TLS plaintext, which rustls
+/// hands out a record or so at a time): the arena is zeroed when started, and reads use what is
+/// left of it, down to 16 KiB, before a fresh one is started, so little zeroing is wasted.
+#[cfg(feature = "tls")]
+fn read_chunk_zeroed(reader: &mut impl Read, max: usize) -> io::Result<Chunk> {
+    const MIN_ROOM: usize = 16 * 1024;
+    let max = max.max(1);
+    PLAINTEXT_ARENA.with(|arena| {
         let mut buf = arena.borrow_mut();
-        if buf.len() < ARENA_MIN.min(max) {
-            // The old arena lives on in the chunks cut from it until they are dropped.
+        if buf.len() < MIN_ROOM.min(max) {
             *buf = BytesMut::zeroed(ARENA);
         }
         let want = buf.len().min(max);
-        let n = stream.read(&mut buf[..want])?;
-        Ok((n > 0).then(|| buf.split_to(n).freeze()))
+        let n = reader.read(&mut buf[..want])?;
+        Ok(if n == 0 {
+            Chunk::Eof
+        } else {
+            Chunk::Data {
+                bytes: buf.split_to(n).freeze(),
+                short: n < want,
+            }
+        })
     })
+}
+
+/// Reads up to `want` bytes from `reader` through [`Read`], appending them to `buf`: the space is
+/// zeroed first. [`Socket::read_into`]'s default. As `reader`'s `read` on error; `buf` is
+/// unchanged then.
+fn read_into_zeroed(
+    reader: &mut (impl Read + ?Sized),
+    buf: &mut BytesMut,
+    want: usize,
+) -> io::Result<usize> {
+    let len = buf.len();
+    buf.resize(len + want, 0);
+    let read = reader.read(&mut buf[len..]);
+    buf.truncate(len + read.as_ref().map_or(0, |n| (*n).min(want)));
+    read
 }
 
 /// What a [`ConnectedSocketAdapter`] needs of its socket: non-blocking reads and writes, readiness
@@ -346,6 +449,17 @@ pub trait Socket: Read + Write + mio::event::Source + 'static {
     /// Makes closing the socket reset the connection (`SO_LINGER` 0), for an abort. Best effort.
     fn set_reset_on_close(&self);
 
+    /// Reads up to `want` bytes (one read), appending them to `buf`, which has room for them.
+    /// Returns the count; 0 at end of stream. The default reads through [`Read`] into zeroed
+    /// space; `TcpStream` receives straight into the spare capacity.
+    ///
+    /// # Errors
+    ///
+    /// As the read, including `WouldBlock`; `buf` is unchanged then.
+    fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+        read_into_zeroed(self, buf, want)
+    }
+
     /// Whether a read that returns less than it asked for has emptied the socket, as with TCP on
     /// Linux, so the adapter may wait for the next readiness edge instead of reading again to
     /// hear `WouldBlock`. False (always read until `WouldBlock`) unless the socket says so.
@@ -374,6 +488,10 @@ impl Socket for TcpStream {
     fn set_reset_on_close(&self) {
         // Failing leaves an orderly close, which still ends the connection.
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+
+    fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+        crate::sys::recv_into_spare(self, buf, want)
     }
 
     fn short_read_drains(&self) -> bool {
@@ -722,10 +840,10 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     fn fill(&mut self, flags: &mut Flags) -> io::Result<bool> {
         for _ in 0..self.config.reads_per_wake {
             match read_chunk(&mut self.conn.stream, self.config.read_size) {
-                Ok(Some(chunk)) => {
-                    // Every read asks for at least this much (see `read_chunk`): less means the
-                    // socket had no more.
-                    let short = chunk.len() < self.config.read_size.min(ARENA_MIN);
+                Ok(Chunk::Data {
+                    bytes: chunk,
+                    short,
+                }) => {
                     self.counters.add_in(chunk.len());
                     self.counters
                         .chunks_in
@@ -745,7 +863,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                         return Ok(false);
                     }
                 }
-                Ok(None) => {
+                Ok(Chunk::Eof) => {
                     flags.read_open = false;
                     flags.eof_unreported = true;
                     flags.first_close.get_or_insert(CloseReason::Eof);
@@ -1056,8 +1174,8 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     ) -> io::Result<bool> {
         loop {
             loop {
-                match read_chunk(&mut tls.reader(), self.config.read_size) {
-                    Ok(Some(chunk)) => {
+                match read_chunk_zeroed(&mut tls.reader(), self.config.read_size) {
+                    Ok(Chunk::Data { bytes: chunk, .. }) => {
                         self.counters
                             .chunks_in
                             .set(self.counters.chunks_in.get() + 1);
@@ -1066,7 +1184,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                             return Ok(false);
                         }
                     }
-                    Ok(None) => {
+                    Ok(Chunk::Eof) => {
                         // close_notify: the TLS peer's EOF. Anything after it is ignored.
                         *input = &[];
                         flags.read_open = false;
