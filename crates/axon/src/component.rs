@@ -51,6 +51,10 @@ pub(crate) enum State {
     Finished,
 }
 
+/// From four up to this many boxes, a component's box registry grows one slot at a time; beyond
+/// it (an adaptive component adding boxes per client), by doubling.
+const EXACT_BOX_REGISTRY: usize = 16;
+
 pub(crate) type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// The shared state behind a [`Core`]: what the scheduler and the boxes need to know about a
@@ -565,7 +569,14 @@ impl Core {
     }
 
     pub(crate) fn register(&self, node: Rc<dyn ErasedBox>) {
-        self.cell.boxes.borrow_mut().push(node);
+        let mut boxes = self.cell.boxes.borrow_mut();
+        if boxes.len() == boxes.capacity() && (4..EXACT_BOX_REGISTRY).contains(&boxes.len()) {
+            // A component declares a handful of boxes, once: past the first four (the defaults,
+            // allocated at once), room for exactly one more keeps an idle component's registry
+            // tight (doubling would give a 10-box adapter 16 slots).
+            boxes.reserve_exact(1);
+        }
+        boxes.push(node);
     }
 
     fn no_such_box(&self, name: &str) -> Error {
