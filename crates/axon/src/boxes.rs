@@ -63,15 +63,79 @@ impl BoxSpec {
     }
 }
 
+/// A short list that holds up to one item without allocating: a box is usually fed by one box,
+/// and one producer waits for it.
+#[derive(Default)]
+enum Few<W> {
+    #[default]
+    None,
+    One(W),
+    /// Boxed, so the list is two words, not four (every linked box has two lists).
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<W>>),
+}
+
+impl<W> Few<W> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::None => true,
+            Self::One(_) => false,
+            Self::Many(v) => v.is_empty(),
+        }
+    }
+
+    fn push(&mut self, w: W) {
+        *self = match std::mem::take(self) {
+            Self::None => Self::One(w),
+            Self::One(first) => Self::Many(Box::new(vec![first, w])),
+            Self::Many(mut v) => {
+                v.push(w);
+                Self::Many(v)
+            }
+        };
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, W> {
+        match self {
+            Self::None => [].iter(),
+            Self::One(w) => std::slice::from_ref(w).iter(),
+            Self::Many(v) => v.iter(),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&W) -> bool) {
+        match self {
+            Self::None => {}
+            Self::One(w) => {
+                if !keep(w) {
+                    *self = Self::None;
+                }
+            }
+            Self::Many(v) => v.retain(keep),
+        }
+    }
+
+    /// Takes every item out, leaving the list empty.
+    fn take_all(&mut self) -> Vec<W> {
+        match std::mem::take(self) {
+            Self::None => Vec::new(),
+            Self::One(w) => vec![w],
+            Self::Many(v) => *v,
+        }
+    }
+}
+
 /// The linkage state of a node, allocated the first time the node is linked.
+///
+/// Kept to 56 bytes (a 64-byte allocation): an idle connection has ten linked boxes.
 struct Links<T> {
     target: Option<Rc<BoxNode<T>>>,
-    sources: Vec<Weak<BoxNode<T>>>,
+    sources: Few<Weak<BoxNode<T>>>,
     /// The final box of the chain, when `target` is set.
     resolved: Option<Rc<BoxNode<T>>>,
     /// For a final box: the producers feeding it that sleep until it is collected from (each
     /// registered itself when it went to sleep; a collection takes the list and wakes them).
-    waiters: Vec<Weak<ComponentCell>>,
+    waiters: Few<Weak<ComponentCell>>,
     /// How many times this box has been linked to a target: tells a link from a later one between
     /// the same two boxes.
     epoch: u64,
@@ -81,9 +145,9 @@ impl<T> Default for Links<T> {
     fn default() -> Self {
         Self {
             target: None,
-            sources: Vec::new(),
+            sources: Few::None,
             resolved: None,
-            waiters: Vec::new(),
+            waiters: Few::None,
             epoch: 0,
         }
     }
@@ -157,6 +221,12 @@ impl<T: 'static> BoxNode<T> {
                     size,
                 });
             }
+            if q.capacity() == 0 {
+                // Room for exactly one at first (`push_back` would make room for four): a box
+                // that has carried one message at a time keeps the smallest buffer while idle. A
+                // second queued message grows it as usual.
+                q.reserve_exact(1);
+            }
             q.push_back(msg);
         }
         if let Some(owner) = self.owner.upgrade() {
@@ -174,9 +244,19 @@ impl<T: 'static> BoxNode<T> {
             Some(l) if !l.waiters.is_empty() => std::mem::take(&mut l.waiters),
             _ => return Some(msg),
         };
-        for w in waiters {
-            if let Some(p) = w.upgrade() {
-                p.wake_for_collection();
+        match waiters {
+            // The usual case: one producer waits, woken with no list to allocate.
+            Few::One(w) => {
+                if let Some(p) = w.upgrade() {
+                    p.wake_for_collection();
+                }
+            }
+            mut many => {
+                for w in many.take_all() {
+                    if let Some(p) = w.upgrade() {
+                        p.wake_for_collection();
+                    }
+                }
             }
         }
         Some(msg)
@@ -733,5 +813,40 @@ impl<T: 'static> Future for SendWait<'_, T> {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_state_fits_a_64_byte_allocation() {
+        // Every linked box of every idle connection has one: see `Links`.
+        assert!(std::mem::size_of::<Links<u64>>() <= 56);
+        assert_eq!(
+            std::mem::size_of::<Few<Weak<ComponentCell>>>(),
+            2 * std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn few_keeps_order_and_retains() {
+        let mut few = Few::default();
+        assert!(few.is_empty());
+        for i in 0..4 {
+            few.push(i);
+            assert_eq!(
+                few.iter().copied().collect::<Vec<_>>(),
+                (0..=i).collect::<Vec<_>>()
+            );
+        }
+        few.retain(|&i| i % 2 == 1);
+        assert_eq!(few.iter().copied().collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(few.take_all(), [1, 3]);
+        assert!(few.is_empty());
+        few.push(7);
+        few.retain(|&i| i != 7);
+        assert!(few.is_empty());
     }
 }

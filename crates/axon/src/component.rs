@@ -51,6 +51,10 @@ pub(crate) enum State {
     Finished,
 }
 
+/// From four up to this many boxes, a component's box registry grows one slot at a time; beyond
+/// it (an adaptive component adding boxes per client), by doubling.
+const EXACT_BOX_REGISTRY: usize = 16;
+
 pub(crate) type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// The shared state behind a [`Core`]: what the scheduler and the boxes need to know about a
@@ -73,12 +77,28 @@ pub(crate) struct ComponentCell {
 }
 
 /// Rarely used parts of a component, allocated only when used, so an idle component stays small.
+///
+/// A connection's two components each have one: parents and linkages (a few of each, grown one
+/// slot at a time, see [`push_small`]), no children, no resources (boxed away: 80 bytes, not 112).
 #[derive(Default)]
 pub(crate) struct Extra {
     pub(crate) children: Vec<Core>,
     pub(crate) parents: Vec<Weak<ComponentCell>>,
     pub(crate) postoffice: Vec<Linkage>,
-    pub(crate) resources: Vec<(String, Box<dyn Any>)>,
+    pub(crate) resources: Option<Box<Resources>>,
+}
+
+/// The resources tracked against inbox names ([`Core::track_resource`]).
+#[derive(Default)]
+pub(crate) struct Resources(Vec<(String, Box<dyn Any>)>);
+
+/// Pushes onto a list that usually stays short: up to four items it grows one slot at a time
+/// (the usual doubling makes room for four at the first push), then by doubling.
+pub(crate) fn push_small<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == list.capacity() && list.len() < 4 {
+        list.reserve_exact(1);
+    }
+    list.push(item);
 }
 
 impl ComponentCell {
@@ -407,7 +427,8 @@ impl Core {
         S: Linkable<D>,
     {
         let linkage = crate::linkage::link(source, sink)?;
-        self.cell.with_extra(|e| e.postoffice.push(linkage.clone()));
+        self.cell
+            .with_extra(|e| push_small(&mut e.postoffice, linkage.clone()));
         Ok(linkage)
     }
 
@@ -422,7 +443,8 @@ impl Core {
         let src = source.0.erased_box(source.1)?;
         let dst = sink.0.erased_box(sink.1)?;
         let linkage = crate::linkage::link_erased(src, dst)?;
-        self.cell.with_extra(|e| e.postoffice.push(linkage.clone()));
+        self.cell
+            .with_extra(|e| push_small(&mut e.postoffice, linkage.clone()));
         Ok(linkage)
     }
 
@@ -468,7 +490,9 @@ impl Core {
     pub fn add_child(&self, child: &Core) {
         self.cell.with_extra(|e| e.children.push(child.clone()));
         let parent = Rc::downgrade(&self.cell);
-        child.cell.with_extra(|e| e.parents.push(parent));
+        child
+            .cell
+            .with_extra(|e| push_small(&mut e.parents, parent));
     }
 
     /// Adds several children (see [`Core::add_child`]).
@@ -520,8 +544,9 @@ impl Core {
     pub fn track_resource<R: Any>(&self, resource: R, inbox: &str) -> Result<(), Error> {
         self.erased_box(inbox)?;
         self.cell.with_extra(|e| {
-            e.resources.retain(|(n, _)| n != inbox);
-            e.resources.push((inbox.to_owned(), Box::new(resource)));
+            let resources = e.resources.get_or_insert_with(Box::default);
+            resources.0.retain(|(n, _)| n != inbox);
+            resources.0.push((inbox.to_owned(), Box::new(resource)));
         });
         Ok(())
     }
@@ -530,11 +555,12 @@ impl Core {
     /// by `ceaseTrackingResource`).
     pub fn untrack_resource<R: Any>(&self, inbox: &str) -> Option<R> {
         self.cell.with_extra(|e| {
-            let pos = e
-                .resources
+            let resources = e.resources.as_mut()?;
+            let pos = resources
+                .0
                 .iter()
                 .position(|(n, r)| n == inbox && r.is::<R>())?;
-            let (_, r) = e.resources.remove(pos);
+            let (_, r) = resources.0.remove(pos);
             r.downcast::<R>().ok().map(|b| *b)
         })
     }
@@ -565,7 +591,14 @@ impl Core {
     }
 
     pub(crate) fn register(&self, node: Rc<dyn ErasedBox>) {
-        self.cell.boxes.borrow_mut().push(node);
+        let mut boxes = self.cell.boxes.borrow_mut();
+        if boxes.len() == boxes.capacity() && (4..EXACT_BOX_REGISTRY).contains(&boxes.len()) {
+            // A component declares a handful of boxes, once: past the first four (the defaults,
+            // allocated at once), room for exactly one more keeps an idle component's registry
+            // tight (doubling would give a 10-box adapter 16 slots).
+            boxes.reserve_exact(1);
+        }
+        boxes.push(node);
     }
 
     fn no_such_box(&self, name: &str) -> Error {

@@ -6,8 +6,10 @@ use std::fmt;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axon::ipc::{
@@ -241,16 +243,28 @@ impl CsaConfig {
 ///
 /// The pause is polled first: a wake by a delivery, by far the most common, then costs no clock
 /// read. A timer that expired meanwhile is seen on the next wait (the caller re-checks its real
-/// deadlines on every pass anyway).
-async fn race(pause: axon::Pause<'_>, timer: &mut axon::Sleep) -> bool {
-    let mut pause = std::pin::pin!(pause);
-    std::future::poll_fn(|cx| {
-        if pause.as_mut().poll(cx).is_ready() {
-            return std::task::Poll::Ready(false);
+/// deadlines on every pass anyway). A plain `poll_fn`, not an `async fn`, so the adapter's
+/// future holds one copy of the pause, not two.
+fn race<'a>(
+    mut pause: axon::Pause<'a>,
+    timer: &'a mut axon::Sleep,
+) -> impl Future<Output = bool> + 'a {
+    std::future::poll_fn(move |cx| {
+        if Pin::new(&mut pause).poll(cx).is_ready() {
+            return Poll::Ready(false);
         }
-        std::pin::Pin::new(&mut *timer).poll(cx).map(|()| true)
+        Pin::new(&mut *timer).poll(cx).map(|()| true)
     })
-    .await
+}
+
+/// What the adapter's loop does after one pass ([`ConnectedSocketAdapter::step`]).
+enum Next {
+    /// Reading stopped at the per-wake budget: let other components run, then go on.
+    Yield,
+    /// Nothing more to do until something wakes the adapter, or a deadline.
+    Wait,
+    /// The adapter has ended, for this reason.
+    End(CloseReason),
 }
 
 /// The clocks behind the idle, read and write-stall timeouts.
@@ -548,6 +562,29 @@ struct Flags {
     handshake_deadline: Option<Instant>,
 }
 
+impl Flags {
+    fn new() -> Self {
+        Self {
+            can_read: true,
+            can_write: true,
+            read_armed: false,
+            write_armed: false,
+            read_open: true,
+            write_open: true,
+            finishing: false,
+            eof_unreported: false,
+            held: None,
+            pending: None,
+            first_close: None,
+            tcp_eof: false,
+            close_notify_sent: false,
+            tls_unsent: None,
+            tls_in: None,
+            handshake_deadline: None,
+        }
+    }
+}
+
 /// Wraps one connected socket: bytes on `inbox` go to the wire, bytes from the wire come out of
 /// `outbox` (Kamaelia's `ConnectedSocketAdapter`, "CSA").
 ///
@@ -614,21 +651,30 @@ pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     signal: Outbox<Ipc>,
     selector_signal: Outbox<SelectorMsg>,
     conn: Conn<S>,
-    info: ConnectionInfo,
-    config: CsaConfig,
+    /// Shared by every adapter a server makes: one copy, not one per connection.
+    config: Rc<CsaConfig>,
     #[cfg(feature = "tls")]
     tls: Option<Box<rustls::Connection>>,
+    /// Also holds the connection's id and addresses ([`ConnectedSocketAdapter::info`]).
     counters: Rc<ConnectionCounters>,
 }
 
 impl<S: Socket> ConnectedSocketAdapter<S> {
     /// Wraps a connected, non-blocking socket and registers it with `selector`.
     ///
+    /// `config` is a [`CsaConfig`], or an `Rc<CsaConfig>` that many adapters share (as a
+    /// [`TcpServer`](super::TcpServer)'s do).
+    ///
     /// # Errors
     ///
     /// The OS error if the socket's addresses cannot be read (it is not connected) or it cannot be
     /// registered.
-    pub fn new(mut stream: S, selector: &SelectorHandle, config: CsaConfig) -> io::Result<Self> {
+    pub fn new(
+        mut stream: S,
+        selector: &SelectorHandle,
+        config: impl Into<Rc<CsaConfig>>,
+    ) -> io::Result<Self> {
+        let config = config.into();
         let info = ConnectionInfo {
             id: next_connection_id(),
             peer: stream.peer_addr()?,
@@ -666,7 +712,6 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 token,
                 selector: selector.clone(),
             },
-            info,
             config,
             #[cfg(feature = "tls")]
             tls: None,
@@ -680,7 +725,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
 
     /// The connection's id and addresses.
     pub fn info(&self) -> ConnectionInfo {
-        self.info
+        self.counters.connection
     }
 
     /// The connection's live counters, shared: whoever holds them can take a
@@ -1299,146 +1344,94 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         next
     }
 
-    /// The adapter's life; returns why it ended.
-    async fn run(&mut self) -> CloseReason {
-        let mut flags = Flags {
-            can_read: true,
-            can_write: true,
-            read_armed: false,
-            write_armed: false,
-            read_open: true,
-            write_open: true,
-            finishing: false,
-            eof_unreported: false,
-            held: None,
-            pending: None,
-            first_close: None,
-            tcp_eof: false,
-            close_notify_sent: false,
-            tls_unsent: None,
-            tls_in: None,
-            handshake_deadline: None,
-        };
-        let reason = self.run_loop(&mut flags).await;
-        if flags.handshake_deadline.is_some() {
-            // The connection ended mid-handshake (EOF, an I/O error, shutdown): the makessl
-            // request still gets its answer.
-            let _ = self
-                .sslready
-                .send(SslReady::Failed(format!("TLS handshake failed: {reason}")));
+    /// One pass of the adapter's loop: handles what arrived, writes and reads what it can, and
+    /// says what to do next.
+    fn step(&mut self, flags: &mut Flags, clocks: Option<&mut Clocks>) -> Next {
+        while let Some(c) = self.control.recv_now() {
+            if let Ipc::Abort(_) = c {
+                // Linger 0: closing sends RST and drops whatever the kernel still holds.
+                self.conn.stream.set_reset_on_close();
+                return Next::End(CloseReason::Aborted);
+            }
+            if c.is_shutdown_microprocess() {
+                return Next::End(CloseReason::Shutdown);
+            }
+            if c.is_producer_finished() {
+                flags.finishing = true;
+            }
         }
-        reason
+        if self.read_ready.recv_now().is_some() {
+            while self.read_ready.recv_now().is_some() {}
+            flags.can_read = true;
+            flags.read_armed = false;
+        }
+        if self.send_ready.recv_now().is_some() {
+            while self.send_ready.recv_now().is_some() {}
+            flags.can_write = true;
+            flags.write_armed = false;
+        }
+        while let Some(req) = self.makessl.recv_now() {
+            if let Err(reason) = self.start_tls(req, flags) {
+                return Next::End(reason);
+            }
+        }
+        if let Some(reason) = self.handshake_expired(flags) {
+            return Next::End(reason);
+        }
+        if let Some(clocks) = clocks {
+            if let Some(reason) = self.check_timeouts(flags, clocks, axon::now()) {
+                return Next::End(reason);
+            }
+        }
+        // A chunk already read goes on first, so a write error below cannot lose it when the
+        // consumer has room.
+        if let Some(chunk) = flags.held.take() {
+            if let Err(full) = self.outbox.send(chunk) {
+                flags.held = Some(full.message);
+            }
+        }
+        if flags.write_open || self.tls_wants_write() {
+            if let Err(e) = self.flush_any(flags) {
+                return Next::End(CloseReason::io(e));
+            }
+        }
+        let mut more = false;
+        if flags.read_open && flags.can_read && flags.held.is_none() {
+            match self.fill_any(flags) {
+                Ok(m) => more = m,
+                Err(e) => return Next::End(CloseReason::io(e)),
+            }
+            // A handshake step read from the peer may need an answer written at once.
+            if self.tls_wants_write() {
+                if let Err(e) = self.flush_any(flags) {
+                    return Next::End(CloseReason::io(e));
+                }
+            }
+        }
+        if flags.eof_unreported && flags.held.is_none() {
+            flags.eof_unreported = false;
+            let _ = self.signal.send(Ipc::ProducerFinished(ProducerFinished {
+                caller: Some(self.core.id()),
+                message: Some("peer closed".to_owned()),
+            }));
+        }
+        if !flags.read_open && !flags.write_open && flags.held.is_none() {
+            return Next::End(flags.first_close.take().unwrap_or(CloseReason::Eof));
+        }
+        if more {
+            Next::Yield
+        } else {
+            Next::Wait
+        }
     }
 
-    /// The adapter's loop, until it ends; returns why.
-    async fn run_loop(&mut self, flags: &mut Flags) -> CloseReason {
-        let mut clocks = self
-            .config
-            .has_timeouts()
-            .then(|| Clocks::new(Instant::now()));
-        let mut timer: Option<axon::Sleep> = None;
-        loop {
-            while let Some(c) = self.control.recv_now() {
-                if let Ipc::Abort(_) = c {
-                    // Linger 0: closing sends RST and drops whatever the kernel still holds.
-                    self.conn.stream.set_reset_on_close();
-                    return CloseReason::Aborted;
-                }
-                if c.is_shutdown_microprocess() {
-                    return CloseReason::Shutdown;
-                }
-                if c.is_producer_finished() {
-                    flags.finishing = true;
-                }
-            }
-            if self.read_ready.recv_now().is_some() {
-                while self.read_ready.recv_now().is_some() {}
-                flags.can_read = true;
-                flags.read_armed = false;
-            }
-            if self.send_ready.recv_now().is_some() {
-                while self.send_ready.recv_now().is_some() {}
-                flags.can_write = true;
-                flags.write_armed = false;
-            }
-            while let Some(req) = self.makessl.recv_now() {
-                if let Err(reason) = self.start_tls(req, flags) {
-                    return reason;
-                }
-            }
-            if let Some(reason) = self.handshake_expired(flags) {
-                return reason;
-            }
-            if let Some(clocks) = clocks.as_mut() {
-                if let Some(reason) = self.check_timeouts(flags, clocks, axon::now()) {
-                    return reason;
-                }
-            }
-            // A chunk already read goes on first, so a write error below cannot lose it when the
-            // consumer has room.
-            if let Some(chunk) = flags.held.take() {
-                if let Err(full) = self.outbox.send(chunk) {
-                    flags.held = Some(full.message);
-                }
-            }
-            if flags.write_open || self.tls_wants_write() {
-                if let Err(e) = self.flush_any(flags) {
-                    return CloseReason::io(e);
-                }
-            }
-            let mut more = false;
-            if flags.read_open && flags.can_read && flags.held.is_none() {
-                match self.fill_any(flags) {
-                    Ok(m) => more = m,
-                    Err(e) => return CloseReason::io(e),
-                }
-                // A handshake step read from the peer may need an answer written at once.
-                if self.tls_wants_write() {
-                    if let Err(e) = self.flush_any(flags) {
-                        return CloseReason::io(e);
-                    }
-                }
-            }
-            if flags.eof_unreported && flags.held.is_none() {
-                flags.eof_unreported = false;
-                let _ = self.signal.send(Ipc::ProducerFinished(ProducerFinished {
-                    caller: Some(self.core.id()),
-                    message: Some("peer closed".to_owned()),
-                }));
-            }
-            if !flags.read_open && !flags.write_open && flags.held.is_none() {
-                return flags.first_close.take().unwrap_or(CloseReason::Eof);
-            }
-            if more {
-                axon::yield_now().await;
-                continue;
-            }
-            // Held back by a full consumer: wake when it collects. Otherwise only deliveries
-            // (readiness, data, control) and deadlines matter.
-            let pause = if flags.held.is_some() {
-                self.core.pause_for_collection(&self.outbox)
-            } else {
-                self.core.pause_for_delivery()
-            };
-            // One timer for all deadlines, moved only when a deadline comes *earlier*: when it fires
-            // the loop re-checks the real deadlines and re-arms, so busy connections do not touch
-            // the scheduler's timers per message.
-            match self.next_deadline(flags, clocks.as_ref()) {
-                Some(deadline) => {
-                    if timer.as_ref().is_none_or(|t| t.deadline() > deadline) {
-                        timer = Some(axon::sleep_until(deadline));
-                    }
-                    if let Some(t) = timer.as_mut() {
-                        if race(pause, t).await {
-                            timer = None;
-                        }
-                    }
-                }
-                None => {
-                    timer = None;
-                    pause.await;
-                }
-            }
+    /// What to wait for when there is nothing to do: held back by a full consumer, a collection
+    /// from it; otherwise only deliveries (readiness, data, control). Deadlines are the caller's.
+    fn pause(&self, flags: &Flags) -> axon::Pause<'_> {
+        if flags.held.is_some() {
+            self.core.pause_for_collection(&self.outbox)
+        } else {
+            self.core.pause_for_delivery()
         }
     }
 
@@ -1454,13 +1447,13 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             .creator_feedback
             .send(Ipc::SocketShutdown(SocketShutdown {
                 caller: Some(id),
-                connection: Some(self.info),
+                connection: Some(self.counters.connection),
                 reason: reason.clone(),
             }));
         let _ = self.signal.send(Ipc::ShutdownCsa(ShutdownCsa {
             caller: id,
             csa: id,
-            connection: Some(self.info),
+            connection: Some(self.counters.connection),
             reason: Some(reason),
         }));
         for msg in [
@@ -1483,7 +1476,7 @@ impl<S: Socket> fmt::Debug for ConnectedSocketAdapter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectedSocketAdapter")
             .field("core", &self.core)
-            .field("connection", &self.info)
+            .field("connection", &self.counters.connection)
             .finish()
     }
 }
@@ -1493,9 +1486,53 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
         &self.core
     }
 
-    async fn main(mut self) {
-        let reason = self.run().await;
-        tracing::debug!(connection = %self.info, %reason, "connection closed");
-        self.stop(reason);
+    fn main(self) -> impl Future<Output = ()> + 'static {
+        // The adapter's life. Every piece of state is a plain local of this one future and each
+        // pass of the loop is a plain call (`step`): an `async fn` keeps its argument twice (as
+        // argument and as local), nested ones each keep their own copies, and this future is most
+        // of an idle connection's memory.
+        let mut csa = self;
+        async move {
+            let mut flags = Flags::new();
+            let mut clocks = csa
+                .config
+                .has_timeouts()
+                .then(|| Clocks::new(Instant::now()));
+            let mut timer: Option<axon::Sleep> = None;
+            let reason = loop {
+                match csa.step(&mut flags, clocks.as_mut()) {
+                    Next::End(reason) => break reason,
+                    Next::Yield => axon::yield_now().await,
+                    // One timer for all deadlines, moved only when a deadline comes *earlier*: when
+                    // it fires the loop re-checks the real deadlines and re-arms, so busy
+                    // connections do not touch the scheduler's timers per message.
+                    Next::Wait => match csa.next_deadline(&flags, clocks.as_ref()) {
+                        Some(deadline) => {
+                            if timer.as_ref().is_none_or(|t| t.deadline() > deadline) {
+                                timer = Some(axon::sleep_until(deadline));
+                            }
+                            if let Some(t) = timer.as_mut() {
+                                if race(csa.pause(&flags), t).await {
+                                    timer = None;
+                                }
+                            }
+                        }
+                        None => {
+                            timer = None;
+                            csa.pause(&flags).await;
+                        }
+                    },
+                }
+            };
+            if flags.handshake_deadline.is_some() {
+                // The connection ended mid-handshake (EOF, an I/O error, shutdown): the makessl
+                // request still gets its answer.
+                let _ = csa
+                    .sslready
+                    .send(SslReady::Failed(format!("TLS handshake failed: {reason}")));
+            }
+            tracing::debug!(connection = %csa.counters.connection, %reason, "connection closed");
+            csa.stop(reason);
+        }
     }
 }

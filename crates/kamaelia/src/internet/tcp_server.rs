@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use axon::ipc::{ConnectionId, ConnectionInfo, SelectorRequest, ShutdownCsa, SocketShutdown};
@@ -154,6 +155,8 @@ pub struct TcpServer {
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
     config: TcpServerConfig,
+    /// `config.csa`, shared by every adapter this server makes.
+    csa_config: Rc<CsaConfig>,
 }
 
 impl TcpServer {
@@ -184,6 +187,7 @@ impl TcpServer {
             core,
             listener: Some(listener),
             local_addr,
+            csa_config: Rc::new(config.csa.clone()),
             config,
         })
     }
@@ -217,7 +221,7 @@ impl TcpServer {
             return Err(io::ErrorKind::WouldBlock.into());
         };
         let (stream, peer) = listener.accept()?;
-        let csa = match ConnectedSocketAdapter::new(stream, selector, self.config.csa.clone()) {
+        let csa = match ConnectedSocketAdapter::new(stream, selector, self.csa_config.clone()) {
             Ok(csa) => csa,
             Err(e) => {
                 // The connection is dropped (closed); the server carries on.
