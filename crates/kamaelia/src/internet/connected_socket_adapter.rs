@@ -302,10 +302,10 @@ const ARENA: usize = 256 * 1024;
 thread_local! {
     /// The scheduler thread's read buffers (see [`Arenas`]).
     static READ_ARENAS: RefCell<Arenas> = RefCell::new(Arenas::new());
-    /// Like `READ_ARENAS`, but one zeroed ahead, for readers that need initialised memory: TLS
+    /// Like `READ_ARENAS`, but zeroed ahead, for readers that need initialised memory: TLS
     /// plaintext, read out of rustls.
     #[cfg(feature = "tls")]
-    static PLAINTEXT_ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static PLAINTEXT_ARENAS: RefCell<Arenas> = RefCell::new(Arenas::new());
     /// The scheduler thread's buffer for TLS records read from sockets, reused by every adapter:
     /// records are decrypted out of it at once.
     #[cfg(feature = "tls")]
@@ -331,7 +331,8 @@ const SPARE_ARENAS: usize = 3;
 /// is mapped and warm in cache.
 #[derive(Debug)]
 struct Arenas {
-    /// Empty between reads, with room to read into.
+    /// Where reads go: for `read_chunk`, empty between reads with room to read into; for
+    /// `read_chunk_zeroed`, the zeroed room itself.
     current: BytesMut,
     /// Used-up arenas, some of whose chunks may still be alive.
     spare: Vec<BytesMut>,
@@ -356,7 +357,8 @@ impl Arenas {
         self.current = match free {
             Some(i) => std::mem::replace(&mut self.spare[i], used),
             None => {
-                if self.spare.len() < SPARE_ARENAS {
+                // (An arena used up to its last byte has no capacity left either; it is let go.)
+                if self.spare.len() < SPARE_ARENAS && used.capacity() > 0 {
                     self.spare.push(used);
                 }
                 BytesMut::with_capacity(ARENA)
@@ -389,17 +391,22 @@ fn read_chunk<S: Socket>(stream: &mut S, max: usize) -> io::Result<Chunk> {
 }
 
 /// Like [`read_chunk`], for a reader that needs initialised memory (TLS plaintext, which rustls
-/// hands out a record or so at a time): the arena is zeroed when started, and reads use what is
-/// left of it, down to 16 KiB, before a fresh one is started, so little zeroing is wasted.
+/// hands out a record or so at a time): an arena is zeroed whole when it becomes current, and
+/// reads use what is left of it, down to 16 KiB, before another is made current (reclaimed, as in
+/// [`read_chunk`], so the memory is not mapped afresh for every arena), so little zeroing is
+/// wasted.
 #[cfg(feature = "tls")]
 fn read_chunk_zeroed(reader: &mut impl Read, max: usize) -> io::Result<Chunk> {
     const MIN_ROOM: usize = 16 * 1024;
     let max = max.max(1);
-    PLAINTEXT_ARENA.with(|arena| {
-        let mut buf = arena.borrow_mut();
-        if buf.len() < MIN_ROOM.min(max) {
-            *buf = BytesMut::zeroed(ARENA);
+    PLAINTEXT_ARENAS.with(|arenas| {
+        let arenas = &mut *arenas.borrow_mut();
+        if arenas.current.len() < MIN_ROOM.min(max) {
+            arenas.current.clear();
+            arenas.make_room(ARENA);
+            arenas.current.resize(ARENA, 0);
         }
+        let buf = &mut arenas.current;
         let want = buf.len().min(max);
         let n = reader.read(&mut buf[..want])?;
         Ok(if n == 0 {
