@@ -181,7 +181,7 @@ pub struct CsaConfig {
 impl Default for CsaConfig {
     fn default() -> Self {
         Self {
-            read_size: 128 * 1024,
+            read_size: 256 * 1024,
             reads_per_wake: 16,
             inbox_size: 64,
             tls_handshake_timeout: Duration::from_secs(10),
@@ -297,7 +297,7 @@ pub(crate) fn next_connection_id() -> ConnectionId {
 }
 
 /// Size of the shared read buffers chunks are cut from; also the most one read asks for.
-const ARENA: usize = 256 * 1024;
+const ARENA: usize = 512 * 1024;
 
 thread_local! {
     /// The scheduler thread's read buffers (see [`Arenas`]).
