@@ -339,9 +339,10 @@ struct Arenas {
 }
 
 impl Arenas {
+    /// Starts with one arena, so every arena that is used up and set aside can be reclaimed.
     fn new() -> Self {
         Self {
-            current: BytesMut::new(),
+            current: BytesMut::with_capacity(ARENA),
             spare: Vec::new(),
         }
     }
@@ -357,8 +358,7 @@ impl Arenas {
         self.current = match free {
             Some(i) => std::mem::replace(&mut self.spare[i], used),
             None => {
-                // (An arena used up to its last byte has no capacity left either; it is let go.)
-                if self.spare.len() < SPARE_ARENAS && used.capacity() > 0 {
+                if self.spare.len() < SPARE_ARENAS {
                     self.spare.push(used);
                 }
                 BytesMut::with_capacity(ARENA)
@@ -1541,5 +1541,44 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
             tracing::debug!(connection = %csa.counters.connection, %reason, "connection closed");
             csa.stop(reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills the current arena completely, as two full-sized reads would, and cuts it off.
+    fn use_up(arenas: &mut Arenas) -> Bytes {
+        arenas.make_room(ARENA);
+        let room = arenas.current.capacity();
+        arenas.current.resize(room, 7);
+        arenas.current.split().freeze()
+    }
+
+    #[test]
+    fn a_used_up_arena_is_reused_once_its_chunks_are_gone_and_not_before() {
+        let mut arenas = Arenas::new();
+        let first = use_up(&mut arenas);
+        // `first` is alive: the next read needs another arena.
+        let second = use_up(&mut arenas);
+        assert_ne!(first.as_ptr(), second.as_ptr());
+        assert_eq!(arenas.spare.len(), 1, "the used-up arena is kept for reuse");
+        let first_at = first.as_ptr();
+        drop(first);
+        // The first arena's chunks are gone: its memory comes back, not a new allocation.
+        arenas.make_room(ARENA);
+        assert_eq!(arenas.current.as_ptr(), first_at);
+        assert!(arenas.current.capacity() >= ARENA);
+        assert_eq!(second.len(), ARENA, "a chunk that was cut off is untouched");
+        assert!(second.iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn spare_arenas_are_bounded() {
+        let mut arenas = Arenas::new();
+        let held: Vec<Bytes> = (0..10).map(|_| use_up(&mut arenas)).collect();
+        assert!(arenas.spare.len() <= SPARE_ARENAS);
+        assert_eq!(held.len(), 10);
     }
 }
