@@ -157,7 +157,8 @@ pub struct ConnectionStats {
 pub struct CsaConfig {
     /// Most bytes one read asks for (Kamaelia: 32768).
     pub read_size: usize,
-    /// Reads per wake-up before the adapter lets other components run (fairness).
+    /// Reads per wake-up before the adapter lets other components run (fairness): with the
+    /// defaults, at most 8 × 256 KiB = 2 MiB from one connection before the others get a turn.
     pub reads_per_wake: usize,
     /// Size limit of `inbox`, in messages: a producer sending faster than the socket drains waits
     /// (or gets `NoSpaceInBox`) once this many messages are queued.
@@ -182,7 +183,7 @@ impl Default for CsaConfig {
     fn default() -> Self {
         Self {
             read_size: 256 * 1024,
-            reads_per_wake: 16,
+            reads_per_wake: 8,
             inbox_size: 64,
             tls_handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
