@@ -22,7 +22,7 @@ fn sigusr1_prints_a_stats_snapshot_to_stderr() {
     let deadline = Instant::now() + HANG_GUARD;
     let summary = loop {
         let stderr = server.proc.stderr();
-        if let Some(line) = stderr.lines().find(|l| l.starts_with("stats: accepted=")) {
+        if let Some(line) = complete_lines(&stderr).find(|l| l.starts_with("stats: accepted=")) {
             break line.to_owned();
         }
         assert!(
@@ -39,7 +39,7 @@ fn sigusr1_prints_a_stats_snapshot_to_stderr() {
     let deadline = Instant::now() + HANG_GUARD;
     loop {
         let stderr = server.proc.stderr();
-        if stderr.lines().any(|l| {
+        if complete_lines(&stderr).any(|l| {
             l.starts_with("stats: conn#")
                 && l.contains(&format!("<- {local} "))
                 && l.ends_with("bytes_in=10 bytes_out=10")
@@ -57,4 +57,11 @@ fn sigusr1_prints_a_stats_snapshot_to_stderr() {
     let mut more = [0u8; 4];
     open.read_exact(&mut more).unwrap();
     assert_eq!(&more, b"more");
+}
+
+/// The lines of `text` that have their newline: the server writes a line in several pieces, so
+/// the last one read may be only partly there.
+fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
 }
