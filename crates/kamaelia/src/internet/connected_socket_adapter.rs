@@ -322,6 +322,21 @@ enum Chunk {
     Eof,
 }
 
+impl Chunk {
+    /// What a read of `n` bytes out of `want` asked for was: end of stream if none, else the
+    /// bytes `cut` off the arena.
+    fn of(n: usize, want: usize, cut: impl FnOnce(usize) -> Bytes) -> Self {
+        if n == 0 {
+            Chunk::Eof
+        } else {
+            Chunk::Data {
+                bytes: cut(n),
+                short: n < want,
+            }
+        }
+    }
+}
+
 /// Used-up arenas kept for reuse, at most.
 const SPARE_ARENAS: usize = 3;
 
@@ -380,14 +395,7 @@ fn read_chunk<S: Socket>(stream: &mut S, max: usize) -> io::Result<Chunk> {
         let want = max.clamp(1, ARENA);
         arenas.make_room(want);
         let n = stream.read_into(&mut arenas.current, want)?;
-        Ok(if n == 0 {
-            Chunk::Eof
-        } else {
-            Chunk::Data {
-                bytes: arenas.current.split().freeze(),
-                short: n < want,
-            }
-        })
+        Ok(Chunk::of(n, want, |_| arenas.current.split().freeze()))
     })
 }
 
@@ -410,14 +418,7 @@ fn read_chunk_zeroed(reader: &mut impl Read, max: usize) -> io::Result<Chunk> {
         let buf = &mut arenas.current;
         let want = buf.len().min(max);
         let n = reader.read(&mut buf[..want])?;
-        Ok(if n == 0 {
-            Chunk::Eof
-        } else {
-            Chunk::Data {
-                bytes: buf.split_to(n).freeze(),
-                short: n < want,
-            }
-        })
+        Ok(Chunk::of(n, want, |n| buf.split_to(n).freeze()))
     })
 }
 
