@@ -205,6 +205,16 @@ impl<T: 'static> BoxNode<T> {
         fin.dir == Direction::Out || fin.queue.borrow().len() < fin.size_limit()
     }
 
+    /// Whether the final inbox of this box's chain is empty (an outbox with no target: true).
+    fn is_collected(&self) -> bool {
+        let links = self.links.borrow();
+        let fin = links
+            .as_deref()
+            .and_then(|l| l.resolved.as_deref())
+            .unwrap_or(self);
+        fin.dir == Direction::Out || fin.queue.borrow().is_empty()
+    }
+
     #[inline]
     fn push_local(&self, msg: T) -> Result<(), NoSpaceInBox<T>> {
         if self.dir == Direction::Out {
@@ -700,6 +710,12 @@ impl<T: 'static> Outbox<T> {
     /// Whether a send would be accepted now.
     pub fn has_room(&self) -> bool {
         self.node.has_room()
+    }
+
+    /// Whether everything sent so far has been collected: the destination inbox is empty (or the
+    /// outbox is not linked, so nothing waits anywhere).
+    pub fn all_collected(&self) -> bool {
+        self.node.is_collected()
     }
 
     /// Whether this outbox is linked to anything.

@@ -357,6 +357,22 @@ fn a_full_inbox_refuses_the_next_message_and_hands_it_back() {
     assert_eq!(inbox.deliver(msg("direct")).unwrap_err().message, "direct");
 }
 
+#[test]
+fn all_collected_says_whether_the_destination_inbox_is_empty_through_a_chain() {
+    let lonely = comp("Lonely");
+    assert!(lonely.outbox.all_collected(), "unlinked: nothing waits");
+    // src.outbox -> mid.outbox (passthrough to a parent) -> dst.inbox
+    let (po, src, mid, dst) = (Core::new("Po"), comp("Src"), comp("Mid"), comp("Dst"));
+    po.link(&src.outbox, &mid.outbox).unwrap();
+    po.link(&mid.outbox, &dst.inbox).unwrap();
+    assert!(src.outbox.all_collected());
+    src.outbox.send(msg("one")).unwrap();
+    assert!(!src.outbox.all_collected());
+    assert!(!mid.outbox.all_collected());
+    assert_eq!(dst.inbox.recv_now().as_deref(), Some("one"));
+    assert!(src.outbox.all_collected());
+}
+
 /// test_removingFromInboxAllowsYouToPutMoreIn
 #[test]
 fn collecting_makes_room_for_exactly_as_many_more() {

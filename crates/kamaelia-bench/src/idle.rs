@@ -12,6 +12,8 @@ pub(crate) struct IdleArgs {
     pub(crate) addr: SocketAddr,
     pub(crate) n: usize,
     pub(crate) server_pid: u32,
+    /// How long the server may take to settle before its memory is read.
+    pub(crate) settle: Duration,
     /// How long to hold the connections after measuring, before checking they are all still open.
     pub(crate) hold: Duration,
     /// The whole run's limit.
@@ -21,8 +23,6 @@ pub(crate) struct IdleArgs {
 /// Connections opened (and each echoed once) before the next are opened: keeps the server's
 /// accept backlog short.
 const BATCH: usize = 256;
-/// How long the server may take to settle before its memory is read.
-const SETTLE: Duration = Duration::from_secs(1);
 
 /// Runs `idle` and prints its `RESULT` line; `Ok(false)` when not all N were held.
 pub(crate) fn run(a: &IdleArgs) -> Result<bool, Error> {
@@ -70,7 +70,7 @@ pub(crate) fn run(a: &IdleArgs) -> Result<bool, Error> {
     }
     let opened_secs = t0.elapsed().as_secs_f64();
     let opened = held.len();
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(a.settle);
     let after = common::vm_rss_kib(a.server_pid)?;
     std::thread::sleep(a.hold);
     // Still open: nothing to read, no EOF, no reset.

@@ -95,6 +95,10 @@ enum Command {
         /// The server's process id (its memory is read from /proc).
         #[arg(long)]
         server_pid: u32,
+        /// How long the server may settle after the last connection opened before its memory is
+        /// read (kamaelia hibernates connections idle for 1 s and then returns the memory).
+        #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+        settle: f64,
         /// How long to hold them after measuring.
         #[arg(long, default_value_t = 1.0, value_name = "SECS")]
         hold: f64,
@@ -221,12 +225,14 @@ fn run(command: Command) -> Result<bool, common::Error> {
             target,
             n,
             server_pid,
+            settle,
             hold,
             timeout,
         } => idle::run(&idle::IdleArgs {
             addr: target.addr,
             n,
             server_pid,
+            settle: secs(settle, "--settle")?,
             hold: secs(hold, "--hold")?,
             timeout: secs(timeout, "--timeout")?,
         }),

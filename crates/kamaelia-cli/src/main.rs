@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! kamaelia serve   [--listen ADDR] [--protocol echo|chat|discard] [--drain-timeout SECS]
-//!                  [--tls-cert PEM --tls-key PEM]
+//!                  [--hibernate-after SECS] [--tls-cert PEM --tls-key PEM]
 //! kamaelia connect HOST:PORT [--tls [--ca PEM | --insecure]] [--connect-timeout SECS]
 //! kamaelia relay   --listen ADDR --to HOST:PORT [--drain-timeout SECS] [--tls-cert PEM --tls-key PEM]
 //! ```
@@ -49,6 +49,10 @@ enum Command {
         /// On SIGINT/SIGTERM, how long open connections may take to finish before they are closed.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         drain_timeout: f64,
+        /// Echo and discard: a connection idle this long gives up its adapter and handler and
+        /// keeps only its socket until it next becomes readable (0: never). Default 1.
+        #[arg(long, value_name = "SECS")]
+        hibernate_after: Option<f64>,
         #[command(flatten)]
         tls: ServerTls,
         #[command(flatten)]
@@ -187,12 +191,14 @@ fn main() -> ExitCode {
             listen,
             protocol,
             drain_timeout,
+            hibernate_after,
             tls,
             timeouts,
         } => serve(
             &listen,
             protocol,
             seconds(drain_timeout, "--drain-timeout"),
+            hibernate_after,
             &tls,
             &timeouts,
         ),
@@ -288,24 +294,29 @@ fn signal_watcher() -> Result<ThreadedComponent<(), Ipc>> {
     Ok(watcher)
 }
 
-/// Prints a stats snapshot to stderr: one summary line, then a line per open connection.
+/// Prints a stats snapshot to stderr: one summary line, then a line per open connection. The
+/// snapshot is formatted first and written at once, so its lines are never interleaved with log
+/// lines.
 fn print_stats(s: &ServerStats) {
+    use std::fmt::Write as _;
     let reasons: Vec<String> = s
         .close_reasons
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    eprintln!(
-        "stats: accepted={} open={} closed={} bytes_in={} bytes_out={} close_reasons=[{}]",
+    let mut out = format!(
+        "stats: accepted={} open={} hibernating={} closed={} bytes_in={} bytes_out={} close_reasons=[{}]\n",
         s.accepted,
         s.open.len(),
+        s.hibernating,
         s.closed,
         s.bytes_in,
         s.bytes_out,
         reasons.join(" ")
     );
     for c in &s.open {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "stats: {} age={:.1}s bytes_in={} bytes_out={}",
             c.connection,
             c.age.as_secs_f64(),
@@ -313,6 +324,7 @@ fn print_stats(s: &ServerStats) {
             c.bytes_out
         );
     }
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
 }
 
 /// Runs a ServerCore until it is shut down by a signal; reports the drain on stderr.
@@ -360,16 +372,33 @@ fn run_server(server: ServerCore, drain: Duration) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Hibernation unless turned off; only for protocols that keep no state between messages.
+const DEFAULT_HIBERNATE_AFTER: Duration = Duration::from_secs(1);
+
 fn serve(
     listen: &str,
     protocol: Protocol,
     drain: Result<Duration>,
+    hibernate_after: Option<f64>,
     tls: &ServerTls,
     timeouts: &Timeouts,
 ) -> Result<ExitCode> {
     let drain = drain?;
     let addr = listen_addr(listen)?;
-    let config = timeouts.apply(tls.apply(ServerConfig::default().drain_deadline(drain))?)?;
+    let hibernate = match (protocol, hibernate_after) {
+        (Protocol::Chat, Some(s)) if s != 0.0 => {
+            bail!("--hibernate-after: chat connections remember their nickname, so they cannot hibernate")
+        }
+        (Protocol::Chat, _) => None,
+        (_, None) => Some(DEFAULT_HIBERNATE_AFTER),
+        (_, Some(s)) => {
+            let d = seconds(s, "--hibernate-after")?;
+            (!d.is_zero()).then_some(d)
+        }
+    };
+    let config = timeouts
+        .apply(tls.apply(ServerConfig::default().drain_deadline(drain))?)?
+        .hibernate_after(hibernate);
     let server = match protocol {
         Protocol::Echo => ServerCore::new(addr, |_| Box::new(Echo::new()), config),
         Protocol::Discard => ServerCore::new(addr, |_| Box::new(Discard::new()), config),

@@ -45,6 +45,22 @@ fn a_busy_port_gives_one_error_line_and_a_failure_exit() {
 }
 
 #[test]
+fn hibernation_is_refused_for_chat_and_for_a_negative_time() {
+    let line = assert_one_error_line(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--protocol",
+        "chat",
+        "--hibernate-after",
+        "1",
+    ]);
+    assert!(line.contains("chat"), "{line}");
+    let line = assert_one_error_line(&["serve", "--listen", "127.0.0.1:0", "--hibernate-after=-1"]);
+    assert!(line.contains("--hibernate-after"), "{line}");
+}
+
+#[test]
 fn unparsable_addresses_give_one_error_line_and_a_failure_exit() {
     // None of these reaches a resolver: no network traffic beyond loopback.
     for listen in [

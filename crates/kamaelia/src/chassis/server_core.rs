@@ -1,7 +1,7 @@
 //! [`ServerCore`] and [`SimpleServer`]: a TCP server that runs one protocol-handler component per
 //! connection (Kamaelia's `Kamaelia.Chassis.ConnectedServer`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -66,6 +66,20 @@ impl ServerConfig {
         self
     }
 
+    /// Lets idle connections hibernate after `after` (`None`: never), for protocols whose handler
+    /// keeps no state between messages, such as [`Echo`](crate::protocols::Echo) and
+    /// [`Discard`](crate::protocols::Discard): a connection idle that long with nothing in flight
+    /// gives up its adapter and handler and costs only its socket (about 300 bytes of the server's
+    /// memory instead of about 5 KB); when it next becomes readable a new adapter and a new handler
+    /// (from the factory, with the same connection id) take over, so the peer sees no difference.
+    /// Never for handlers that remember anything between messages (a chat nickname, a parser
+    /// part-way through a request): that state would be lost. Connections under TLS never
+    /// hibernate. Call after [`ServerConfig::tcp`], which replaces the adapter settings.
+    pub fn hibernate_after(mut self, after: Option<Duration>) -> Self {
+        self.tcp.csa = self.tcp.csa.hibernate_after(after);
+        self
+    }
+
     /// Speaks TLS on every connection, in `role` (normally [`TlsRole::server`]).
     ///
     /// [`TlsRole::server`]: crate::internet::tls::TlsRole::server
@@ -93,6 +107,8 @@ pub struct ServerStats {
     pub bytes_out: u64,
     /// The open connections, oldest first, each with its traffic.
     pub open: Vec<ConnectionStats>,
+    /// How many of the open connections are hibernating ([`ServerConfig::hibernate_after`]).
+    pub hibernating: usize,
 }
 
 /// The key a close reason is counted under: its kind, without per-connection detail.
@@ -154,7 +170,9 @@ struct Connection {
 ///
 /// Both become children; the adapter is activated first, then the handler. When a connection ends,
 /// the handler gets `socketShutdown` on `control`, the adapter `shutdownMicroprocess`, and the
-/// links are removed. A wiring error (a handler with wrong box types) is logged and closes that
+/// links are removed. When a connection hibernates ([`ServerConfig::hibernate_after`]) its handler
+/// gets `shutdownMicroprocess` and is removed the same way; when it wakes, the factory makes a new
+/// one. A wiring error (a handler with wrong box types) is logged and closes that
 /// connection; the server carries on.
 ///
 /// # Shutdown
@@ -328,25 +346,62 @@ impl ServerCore {
         &self,
         closed: ShutdownCsa,
         open: &mut HashMap<ConnectionId, Connection>,
+        asleep: &mut HashSet<ConnectionId>,
         totals: &mut ServerStats,
     ) {
-        let Some(conn) = closed.connection.and_then(|c| open.remove(&c.id)) else {
+        let Some(id) = closed.connection.map(|c| c.id) else {
             return;
         };
+        if let Some(conn) = open.remove(&id) {
+            self.release(
+                &conn,
+                Ipc::SocketShutdown(SocketShutdown {
+                    caller: Some(closed.csa),
+                    connection: closed.connection,
+                    reason: closed.reason.clone().unwrap_or(CloseReason::Eof),
+                }),
+            );
+            totals.bytes_in += conn.counters.bytes_in();
+            totals.bytes_out += conn.counters.bytes_out();
+        } else if !asleep.remove(&id) {
+            return;
+        }
+        // (A hibernated connection's traffic went into the totals when it fell asleep.)
         totals.closed += 1;
-        totals.bytes_in += conn.counters.bytes_in();
-        totals.bytes_out += conn.counters.bytes_out();
         let key = closed.reason.as_ref().map_or("unknown".into(), reason_key);
         *totals.close_reasons.entry(key).or_default() += 1;
+    }
+
+    /// A connection hibernated: its handler ends, and its traffic so far goes into the totals
+    /// (taken out again if it wakes: its new adapter carries on counting from there).
+    fn hibernated(
+        &self,
+        id: ConnectionId,
+        open: &mut HashMap<ConnectionId, Connection>,
+        asleep: &mut HashSet<ConnectionId>,
+        totals: &mut ServerStats,
+    ) {
+        let Some(conn) = open.remove(&id) else {
+            return;
+        };
+        self.release(&conn, Ipc::shutdown_microprocess());
+        totals.bytes_in += conn.counters.bytes_in();
+        totals.bytes_out += conn.counters.bytes_out();
+        asleep.insert(id);
+        // A burst of hibernations leaves the table mostly empty: give its memory back.
+        if open.capacity() > 4 * open.len().max(64) {
+            open.shrink_to_fit();
+        }
+    }
+
+    /// Tells a connection's handler `to_handler`, stops its adapter, and removes both and their
+    /// links.
+    fn release(&self, conn: &Connection, to_handler: Ipc) {
         if let Some(link) = &conn.serversignal {
             self.core.unlink(link);
         }
         if let Some(control) = &conn.handler_control {
-            let _ = control.deliver(Ipc::SocketShutdown(SocketShutdown {
-                caller: Some(closed.csa),
-                connection: closed.connection,
-                reason: closed.reason.unwrap_or(axon::ipc::CloseReason::Eof),
-            }));
+            let _ = control.deliver(to_handler);
         }
         let _ = conn.csa_control.deliver(Ipc::shutdown_microprocess());
         self.core.remove_child(&conn.csa);
@@ -386,10 +441,12 @@ impl Component for ServerCore {
             return;
         };
         let server_core = server.core().clone();
+        let sleeping = server.sleeping();
         self.core.add_child(&server_core);
         sched.activate(server);
 
         let mut open: HashMap<ConnectionId, Connection> = HashMap::new();
+        let mut asleep: HashSet<ConnectionId> = HashSet::new();
         let mut totals = ServerStats::default();
         let mut stopping = Stopping::No;
         let mut forced = 0usize;
@@ -432,20 +489,34 @@ impl Component for ServerCore {
                     stats.bytes_out += c.bytes_out;
                     stats.open.push(c);
                 }
+                // Their traffic is in the totals already.
+                stats.open.extend(sleeping.snapshots());
+                stats.hibernating = asleep.len();
                 stats.open.sort_by_key(|c| c.connection.id);
                 let _ = self.stats.send(stats);
             }
             while let Some(ev) = self.activity.recv_now() {
                 match ev {
                     ServerEvent::NewCsa { csa, connection } => {
-                        totals.accepted += 1;
+                        // A hibernated connection waking up is not a new one; its adapter counts on
+                        // from where the old one stopped.
+                        if asleep.remove(&connection.id) {
+                            let c = csa.counters();
+                            totals.bytes_in = totals.bytes_in.saturating_sub(c.bytes_in());
+                            totals.bytes_out = totals.bytes_out.saturating_sub(c.bytes_out());
+                        } else {
+                            totals.accepted += 1;
+                        }
                         self.connect(&sched, csa, connection, &mut open);
                     }
                     ServerEvent::ShutdownCsa(closed) => {
                         if matches!(stopping, Stopping::Drain(_)) {
                             drained += 1;
                         }
-                        self.disconnect(closed, &mut open, &mut totals);
+                        self.disconnect(closed, &mut open, &mut asleep, &mut totals);
+                    }
+                    ServerEvent::Hibernated { connection } => {
+                        self.hibernated(connection.id, &mut open, &mut asleep, &mut totals);
                     }
                 }
             }
@@ -464,7 +535,11 @@ impl Component for ServerCore {
                 // Their ShutdownCsa reports still arrive through the TcpServer.
                 stopping = Stopping::Now;
             }
-            if !matches!(stopping, Stopping::No) && server_core.is_finished() && open.is_empty() {
+            if !matches!(stopping, Stopping::No)
+                && server_core.is_finished()
+                && open.is_empty()
+                && asleep.is_empty()
+            {
                 break;
             }
             match stopping {

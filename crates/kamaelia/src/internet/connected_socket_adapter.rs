@@ -102,12 +102,30 @@ impl ConnectionCounters {
         }
     }
 
+    /// The same counts, in a new value (for a connection that hibernates: its adapter goes, its
+    /// counts stay).
+    pub(crate) fn copy(&self) -> Self {
+        Self {
+            connection: self.connection,
+            opened: self.opened,
+            bytes_in: self.bytes_in.clone(),
+            bytes_out: self.bytes_out.clone(),
+            chunks_in: self.chunks_in.clone(),
+            chunks_out: self.chunks_out.clone(),
+        }
+    }
+
     fn add_in(&self, n: usize) {
         self.bytes_in.set(self.bytes_in.get() + n as u64);
     }
 
     fn add_out(&self, n: usize) {
         self.bytes_out.set(self.bytes_out.get() + n as u64);
+    }
+
+    /// The connection these count.
+    pub fn connection(&self) -> ConnectionInfo {
+        self.connection
     }
 
     /// Bytes read from the socket so far.
@@ -177,6 +195,14 @@ pub struct CsaConfig {
     /// End the connection when data is queued for the peer but no byte could be written for this
     /// long: the peer does not read (reason `Timeout("write stall")`).
     pub write_stall_timeout: Option<Duration>,
+    /// Hibernation, for connections whose protocol handler keeps no state between messages (echo,
+    /// discard): after this long with no byte either way and nothing in flight, the adapter hands
+    /// its socket back to the [`TcpServer`](super::TcpServer) that made it and ends, and the
+    /// connection costs only its socket until it next becomes readable, when a new adapter (and
+    /// handler) takes over. Only adapters a `TcpServer` makes hibernate, and never under TLS.
+    /// Set it through [`ServerConfig::hibernate_after`](crate::chassis::ServerConfig::hibernate_after),
+    /// which knows whether the handler allows it.
+    pub hibernate_after: Option<Duration>,
 }
 
 impl Default for CsaConfig {
@@ -190,6 +216,7 @@ impl Default for CsaConfig {
             read_timeout: None,
             read_min_bytes: 1,
             write_stall_timeout: None,
+            hibernate_after: None,
         }
     }
 }
@@ -233,8 +260,15 @@ impl CsaConfig {
         self
     }
 
+    /// Sets hibernation (`None`: never); see [`CsaConfig::hibernate_after`].
+    pub fn hibernate_after(mut self, d: Option<Duration>) -> Self {
+        self.hibernate_after = d;
+        self
+    }
+
     fn has_timeouts(&self) -> bool {
-        self.idle_timeout.is_some()
+        self.hibernate_after.is_some()
+            || self.idle_timeout.is_some()
             || self.read_timeout.is_some()
             || self.write_stall_timeout.is_some()
     }
@@ -266,6 +300,8 @@ enum Next {
     Wait,
     /// The adapter has ended, for this reason.
     End(CloseReason),
+    /// Idle for [`CsaConfig::hibernate_after`] with nothing in flight: hand the socket back.
+    Hibernate,
 }
 
 /// The clocks behind the idle, read and write-stall timeouts.
@@ -489,6 +525,13 @@ pub trait Socket: Read + Write + mio::event::Source + 'static {
     fn short_read_drains(&self) -> bool {
         false
     }
+
+    /// A second handle to the same TCP socket (`dup(2)`), for a connection that hibernates: its
+    /// adapter ends and the socket lives on. `None` where the socket is not a TCP stream (the
+    /// adapter then never hibernates).
+    fn try_clone_tcp(&self) -> Option<io::Result<TcpStream>> {
+        None
+    }
 }
 
 impl Socket for TcpStream {
@@ -521,6 +564,24 @@ impl Socket for TcpStream {
         // A TCP receive returns everything queued, up to the buffer: less means empty.
         cfg!(target_os = "linux")
     }
+
+    fn try_clone_tcp(&self) -> Option<io::Result<TcpStream>> {
+        use std::os::fd::AsFd;
+        let fd = match self.as_fd().try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(TcpStream::from_std(std::net::TcpStream::from(fd))))
+    }
+}
+
+/// A connection whose adapter hibernated: its socket (a second handle; the adapter's own is closed
+/// as the adapter ends) and its counts, on their way to the [`TcpServer`](super::TcpServer).
+pub(crate) struct Hibernating {
+    pub(crate) stream: TcpStream,
+    pub(crate) counters: ConnectionCounters,
+    /// The last time a byte moved either way, for the idle timeout.
+    pub(crate) idle_since: Instant,
 }
 
 /// The socket, its registration, and cleanup that happens however the adapter ends.
@@ -666,6 +727,8 @@ pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     tls: Option<Box<rustls::Connection>>,
     /// Also holds the connection's id and addresses ([`ConnectedSocketAdapter::info`]).
     counters: Rc<ConnectionCounters>,
+    /// Where to hand the socket when the connection hibernates (set by the `TcpServer`).
+    hibernate_to: Option<Inbox<Hibernating>>,
 }
 
 impl<S: Socket> ConnectedSocketAdapter<S> {
@@ -683,7 +746,6 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         selector: &SelectorHandle,
         config: impl Into<Rc<CsaConfig>>,
     ) -> io::Result<Self> {
-        let config = config.into();
         let info = ConnectionInfo {
             id: next_connection_id(),
             peer: stream.peer_addr()?,
@@ -692,6 +754,24 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         // Small messages go out at once; the adapter never waits to coalesce.
         stream.set_nodelay(true)?;
         let token = selector.register(&mut stream)?;
+        Self::adopt(
+            stream,
+            token,
+            ConnectionCounters::new(info),
+            selector,
+            config.into(),
+        )
+    }
+
+    /// Wraps a socket already registered with `selector` under `token`, continuing `counters`
+    /// (a hibernated connection waking up).
+    pub(crate) fn adopt(
+        stream: S,
+        token: Token,
+        counters: ConnectionCounters,
+        selector: &SelectorHandle,
+        config: Rc<CsaConfig>,
+    ) -> io::Result<Self> {
         let core = Core::new("ConnectedSocketAdapter");
         let inbox: Inbox<Bytes> = core.inbox("inbox", "bytes to send, in order");
         inbox.set_size(Some(config.inbox_size));
@@ -724,12 +804,19 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             config,
             #[cfg(feature = "tls")]
             tls: None,
-            counters: Rc::new(ConnectionCounters::new(info)),
+            counters: Rc::new(counters),
+            hibernate_to: None,
         };
         csa.core
             .link(&csa.selector_signal, selector.notify())
             .map_err(io::Error::other)?;
         Ok(csa)
+    }
+
+    /// Lets the adapter hibernate (see [`CsaConfig::hibernate_after`]) by handing its socket to
+    /// `to`.
+    pub(crate) fn set_hibernate_to(&mut self, to: Inbox<Hibernating>) {
+        self.hibernate_to = Some(to);
     }
 
     /// The connection's id and addresses.
@@ -1343,6 +1430,19 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         if let Some(c) = c {
             let cfg = &self.config;
             consider(cfg.idle_timeout.map(|t| c.activity + t));
+            if self.hibernate_to.is_some() {
+                // Past due but something was still in flight: look again after another period
+                // (a deadline in the past would wake the adapter at once, again and again).
+                let now = axon::now();
+                consider(cfg.hibernate_after.map(|t| {
+                    let due = c.activity + t;
+                    if due > now {
+                        due
+                    } else {
+                        now + t
+                    }
+                }));
+            }
             if f.read_open && f.held.is_none() {
                 consider(cfg.read_timeout.map(|t| c.window_start + t));
             }
@@ -1355,7 +1455,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
 
     /// One pass of the adapter's loop: handles what arrived, writes and reads what it can, and
     /// says what to do next.
-    fn step(&mut self, flags: &mut Flags, clocks: Option<&mut Clocks>) -> Next {
+    fn step(&mut self, flags: &mut Flags, mut clocks: Option<&mut Clocks>) -> Next {
         while let Some(c) = self.control.recv_now() {
             if let Ipc::Abort(_) = c {
                 // Linger 0: closing sends RST and drops whatever the kernel still holds.
@@ -1387,7 +1487,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         if let Some(reason) = self.handshake_expired(flags) {
             return Next::End(reason);
         }
-        if let Some(clocks) = clocks {
+        if let Some(clocks) = clocks.as_deref_mut() {
             if let Some(reason) = self.check_timeouts(flags, clocks, axon::now()) {
                 return Next::End(reason);
             }
@@ -1429,8 +1529,87 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         }
         if more {
             Next::Yield
+        } else if clocks.is_some_and(|c| self.may_hibernate(flags, c)) {
+            Next::Hibernate
         } else {
             Next::Wait
+        }
+    }
+
+    /// Whether the connection has been idle for [`CsaConfig::hibernate_after`] with nothing in
+    /// flight anywhere: no byte queued either way, in the adapter, in its inboxes or in the
+    /// handler's inbox, no half-close under way, no TLS, and the socket drained with a readiness
+    /// notice requested.
+    fn may_hibernate(&self, f: &Flags, c: &Clocks) -> bool {
+        let Some(after) = self.config.hibernate_after else {
+            return false;
+        };
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return false;
+        }
+        self.hibernate_to.is_some()
+            && axon::now() >= c.activity + after
+            && f.read_open
+            && f.write_open
+            && !f.finishing
+            && !f.eof_unreported
+            && !f.can_read
+            && f.read_armed
+            && f.held.is_none()
+            && f.pending.is_none()
+            && f.tls_unsent.is_none()
+            && f.tls_in.is_none()
+            && f.handshake_deadline.is_none()
+            && self.inbox.is_empty()
+            && self.control.is_empty()
+            && self.read_ready.is_empty()
+            && self.makessl.is_empty()
+            && self.outbox.all_collected()
+    }
+
+    /// Hands the socket (a second handle to it) and the counts to the server; the adapter then
+    /// ends without closing the connection and without reporting a close.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the socket cannot be duplicated (e.g. "too many open files"); the adapter
+    /// then stays.
+    fn hibernate(&self, idle_since: Instant) -> io::Result<()> {
+        let Some(to) = &self.hibernate_to else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        let stream = self
+            .conn
+            .stream
+            .try_clone_tcp()
+            .unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()))?;
+        to.deliver(Hibernating {
+            stream,
+            counters: self.counters.copy(),
+            idle_since,
+        })
+        .map_err(|_| io::Error::other("the server cannot take the connection"))?;
+        // As in `stop`: these go ahead of whatever is registered under this token next.
+        self.remove_registrations();
+        Ok(())
+    }
+
+    /// Asks the selector to drop this adapter's reader and writer registrations (queued after
+    /// any earlier requests, so a later registration under the same token is not touched).
+    fn remove_registrations(&self) {
+        let id = self.core.id();
+        for msg in [
+            SelectorRequest::RemoveReader {
+                caller: id,
+                selectable: self.conn.token,
+            },
+            SelectorRequest::RemoveWriter {
+                caller: id,
+                selectable: self.conn.token,
+            },
+        ] {
+            let _ = self.selector_signal.send(msg);
         }
     }
 
@@ -1465,18 +1644,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             connection: Some(self.counters.connection),
             reason: Some(reason),
         }));
-        for msg in [
-            SelectorRequest::RemoveReader {
-                caller: id,
-                selectable: self.conn.token,
-            },
-            SelectorRequest::RemoveWriter {
-                caller: id,
-                selectable: self.conn.token,
-            },
-        ] {
-            let _ = self.selector_signal.send(msg);
-        }
+        self.remove_registrations();
         // Dropping `conn` deregisters and closes the socket.
     }
 }
@@ -1512,6 +1680,19 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                 match csa.step(&mut flags, clocks.as_mut()) {
                     Next::End(reason) => break reason,
                     Next::Yield => axon::yield_now().await,
+                    Next::Hibernate => {
+                        let since = clocks.as_ref().map_or(axon::now(), |c| c.activity);
+                        match csa.hibernate(since) {
+                            // Dropping the adapter closes its own handle; the server's lives on.
+                            Ok(()) => return,
+                            Err(e) => {
+                                tracing::debug!(connection = %csa.counters.connection, error = %e, "cannot hibernate; staying awake");
+                                if let Some(c) = clocks.as_mut() {
+                                    c.activity = axon::now();
+                                }
+                            }
+                        }
+                    }
                     // One timer for all deadlines, moved only when a deadline comes *earlier*: when
                     // it fires the loop re-checks the real deadlines and re-arms, so busy
                     // connections do not touch the scheduler's timers per message.

@@ -1,23 +1,35 @@
 //! [`TcpServer`]: a listening socket that makes a socket adapter per connection (Kamaelia's
 //! `Kamaelia.Internet.TCPServer`).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use axon::ipc::{ConnectionId, ConnectionInfo, SelectorRequest, ShutdownCsa, SocketShutdown};
+use axon::ipc::{
+    CloseReason, ConnectionId, ConnectionInfo, SelectorRequest, ShutdownCsa, SocketShutdown,
+};
 use axon::{Component, Core, Inbox, Ipc, Outbox};
 use mio::net::TcpListener;
 use mio::Token;
 
-use super::connected_socket_adapter::{ConnectedSocketAdapter, CsaConfig};
+use super::connected_socket_adapter::{
+    ConnectedSocketAdapter, ConnectionStats, CsaConfig, Hibernating,
+};
 use super::selector::{Readiness, SelectorHandle, SelectorMsg};
 
 /// How many connections one wake-up accepts before letting other components run.
 const ACCEPTS_PER_WAKE: usize = 64;
+
+/// After this many connections have hibernated, the memory their adapters and handlers used is
+/// handed back to the OS (see [`crate::sys::release_free_memory`])...
+const TRIM_AFTER_HIBERNATIONS: usize = 64;
+/// ...at most this often.
+const TRIM_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Settings for a [`TcpServer`].
 #[derive(Debug, Clone)]
@@ -78,6 +90,14 @@ pub enum ServerEvent {
     },
     /// A connection's adapter ended (Kamaelia's `shutdownCSA`), with why.
     ShutdownCsa(ShutdownCsa),
+    /// A connection hibernated ([`CsaConfig::hibernate_after`]): its adapter has ended and the
+    /// server holds its socket; the receiver ends the connection's handler. The connection is still
+    /// open: when it next becomes readable a `NewCsa` with the same connection id follows, or a
+    /// `ShutdownCsa` if the server closes it first (idle timeout, shutdown).
+    Hibernated {
+        /// The connection.
+        connection: ConnectionInfo,
+    },
 }
 
 impl fmt::Debug for ServerEvent {
@@ -85,6 +105,7 @@ impl fmt::Debug for ServerEvent {
         match self {
             Self::NewCsa { connection, .. } => write!(f, "NewCsa({connection})"),
             Self::ShutdownCsa(s) => write!(f, "ShutdownCsa({s:?})"),
+            Self::Hibernated { connection } => write!(f, "Hibernated({connection})"),
         }
     }
 }
@@ -120,12 +141,15 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 ///
 /// * `newconnection` — readiness notices for the listener from the selector.
 /// * `_feedbackFromCSA` — `socketShutdown` from the adapters this server made.
+/// * `_hibernating` — the sockets of adapters that hibernated.
+/// * `_wake` — readiness notices for hibernating connections.
 /// * `control` — `serverShutdown` or `shutdownMicroprocess` stops accepting and ends the server.
 ///
 /// # Outboxes
 ///
 /// * `protocolHandlerSignal` — [`ServerEvent`]: `NewCsa` for each accepted connection, `ShutdownCsa`
-///   when one ends (with its reason).
+///   when one ends (with its reason), `Hibernated` when one hibernates (and `NewCsa` again when it
+///   wakes).
 /// * `signal` — `serverShutdown` when the server ends; `errorInformation` if it could not start.
 /// * `_selectorSignal` — registrations to the selector.
 ///
@@ -138,16 +162,25 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// accepting until a connection closes. Each adapter is a child of the server, not activated:
 /// whoever receives `NewCsa` wires and activates it.
 ///
+/// With [`CsaConfig::hibernate_after`] set, an adapter idle that long hands its socket back and
+/// ends. The server registers the socket for readability only, keeps it with the connection's
+/// counts (about 100 bytes), and makes a new adapter when it becomes readable (data, EOF or an
+/// error). While it sleeps the connection's idle timeout still runs. After a batch of
+/// hibernations the server returns freed memory to the OS, so resident memory falls too.
+///
 /// # Shutdown
 ///
 /// `serverShutdown` or `shutdownMicroprocess` on `control`: the listener is closed at once (new
-/// connections are refused), then the server keeps reporting `ShutdownCsa` for its open connections
+/// connections are refused), hibernating connections (nothing in flight) are closed and reported
+/// with reason `shutdown microprocess`, then the server keeps reporting `ShutdownCsa` for its open connections
 /// until the last has closed (their owner decides when: see
 /// [`ServerCore`](crate::chassis::ServerCore)'s drain), sends `serverShutdown` on `signal`, and ends.
 pub struct TcpServer {
     core: Core,
     newconnection: Inbox<Readiness>,
     feedback: Inbox<Ipc>,
+    hibernating: Inbox<Hibernating>,
+    wake: Inbox<Readiness>,
     control: Inbox<Ipc>,
     protocol_handler_signal: Outbox<ServerEvent>,
     signal: Outbox<Ipc>,
@@ -157,6 +190,8 @@ pub struct TcpServer {
     config: TcpServerConfig,
     /// `config.csa`, shared by every adapter this server makes.
     csa_config: Rc<CsaConfig>,
+    /// The hibernating connections, shared with whoever asks for [`TcpServer::sleeping`].
+    dorm: Rc<RefCell<Dormitory>>,
 }
 
 impl TcpServer {
@@ -177,6 +212,8 @@ impl TcpServer {
                 "_feedbackFromCSA",
                 "socketShutdown from this server's adapters",
             ),
+            hibernating: core.inbox("_hibernating", "sockets of adapters that hibernated"),
+            wake: core.inbox("_wake", "readiness notices for hibernating connections"),
             control: core.inbox("control", "serverShutdown / shutdownMicroprocess: stop"),
             protocol_handler_signal: core.outbox(
                 "protocolHandlerSignal",
@@ -188,6 +225,7 @@ impl TcpServer {
             listener: Some(listener),
             local_addr,
             csa_config: Rc::new(config.csa.clone()),
+            dorm: Rc::default(),
             config,
         })
     }
@@ -195,6 +233,11 @@ impl TcpServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A view of the connections hibernating in this server, for stats.
+    pub(crate) fn sleeping(&self) -> Sleeping {
+        Sleeping(self.dorm.clone())
     }
 
     /// `protocolHandlerSignal`: new and closed connections.
@@ -229,6 +272,18 @@ impl TcpServer {
                 return Ok(());
             }
         };
+        self.hand_out(csa, open)
+    }
+
+    /// Makes `csa` a child, records it, and sends it on in a `NewCsa`.
+    fn hand_out(
+        &mut self,
+        mut csa: ConnectedSocketAdapter,
+        open: &mut HashMap<ConnectionId, Core>,
+    ) -> io::Result<()> {
+        if self.config.csa.hibernate_after.is_some() {
+            csa.set_hibernate_to(self.hibernating.clone());
+        }
         let connection = csa.info();
         self.core.add_child(csa.core());
         // Recorded by the adapter, so it goes when the adapter ends; in our postoffice it would make
@@ -242,6 +297,204 @@ impl TcpServer {
             connection,
         });
         Ok(())
+    }
+
+    /// Takes the socket of an adapter that hibernated and waits for it to become readable.
+    fn put_to_sleep(
+        &self,
+        h: Hibernating,
+        selector: &SelectorHandle,
+        open: &mut HashMap<ConnectionId, Core>,
+        dorm: &mut Dormitory,
+    ) {
+        let connection = h.counters.connection();
+        if let Some(core) = open.remove(&connection.id) {
+            self.core.remove_child(&core);
+            if open.capacity() > 4 * open.len().max(64) {
+                open.shrink_to_fit();
+            }
+        }
+        if self.listener.is_none() {
+            // Shutting down: a connection with nothing in flight closes now.
+            self.report_closed(connection, CloseReason::Shutdown);
+            return;
+        }
+        let mut h = h;
+        let token = match selector.register(&mut h.stream) {
+            Ok(token) => token,
+            Err(e) => {
+                self.report_closed(connection, CloseReason::io(e));
+                return;
+            }
+        };
+        // Through the selector's queue, so it follows the old adapter's removal requests.
+        let _ = self.selector_signal.send(SelectorRequest::NewReader {
+            caller: self.core.id(),
+            reply: self.wake.clone(),
+            selectable: token,
+        });
+        let idle_deadline = self.config.csa.idle_timeout.map(|t| h.idle_since + t);
+        dorm.insert(token, h, idle_deadline);
+        let _ = self
+            .protocol_handler_signal
+            .send(ServerEvent::Hibernated { connection });
+    }
+
+    /// A hibernating connection became readable: a new adapter takes over its socket.
+    fn wake_up(
+        &mut self,
+        token: Token,
+        selector: &SelectorHandle,
+        open: &mut HashMap<ConnectionId, Core>,
+        dorm: &mut Dormitory,
+    ) {
+        let Some(h) = dorm.remove(token) else {
+            return; // closed meanwhile
+        };
+        let connection = h.counters.connection();
+        let adopted = ConnectedSocketAdapter::adopt(
+            h.stream,
+            token,
+            h.counters,
+            selector,
+            self.csa_config.clone(),
+        );
+        let result = adopted.and_then(|csa| self.hand_out(csa, open));
+        if let Err(e) = result {
+            tracing::warn!(%connection, error = %e, "could not wake a hibernating connection");
+            self.report_closed(connection, CloseReason::io(e));
+        }
+    }
+
+    /// Closes a hibernating connection and reports it.
+    fn close_sleeper(
+        &self,
+        token: Token,
+        mut h: Hibernating,
+        reason: CloseReason,
+        selector: &SelectorHandle,
+    ) {
+        let _ = self.selector_signal.send(SelectorRequest::RemoveReader {
+            caller: self.core.id(),
+            selectable: token,
+        });
+        let _ = selector.deregister(&mut h.stream, token);
+        let _ = h.stream.shutdown(std::net::Shutdown::Both);
+        self.report_closed(h.counters.connection(), reason);
+    }
+
+    /// Reports a connection closed by the server itself (it has no adapter to do so).
+    fn report_closed(&self, connection: ConnectionInfo, reason: CloseReason) {
+        tracing::debug!(%connection, %reason, "connection closed");
+        let _ = self
+            .protocol_handler_signal
+            .send(ServerEvent::ShutdownCsa(ShutdownCsa {
+                caller: self.core.id(),
+                csa: self.core.id(),
+                connection: Some(connection),
+                reason: Some(reason),
+            }));
+    }
+
+    /// One pass of the server's loop: handles what arrived, accepts what it can, and says what
+    /// to wait for.
+    fn turn(&mut self, run: &mut Accepting, dorm: &mut Dormitory) -> Then {
+        let selector = run.selector.clone();
+        while let Some(c) = self.control.recv_now() {
+            if c.is_shutdown_microprocess() {
+                if let Some(mut listener) = self.listener.take() {
+                    let _ = self.selector_signal.send(SelectorRequest::RemoveReader {
+                        caller: self.core.id(),
+                        selectable: run.token,
+                    });
+                    let _ = selector.deregister(&mut listener, run.token);
+                    // Dropping the listener closes it: new connections are refused.
+                }
+            }
+        }
+        while let Some(m) = self.feedback.recv_now() {
+            self.closed(m, &mut run.open);
+            // A slot freed up: try accepting again (the backlog may hold connections).
+            run.can_accept = true;
+        }
+        while let Some(h) = self.hibernating.recv_now() {
+            self.put_to_sleep(h, &selector, &mut run.open, dorm);
+        }
+        while let Some(r) = self.wake.recv_now() {
+            self.wake_up(r.token, &selector, &mut run.open, dorm);
+        }
+        let now = Instant::now();
+        for (token, h) in dorm.expired(now) {
+            self.close_sleeper(token, h, CloseReason::Timeout("idle"), &selector);
+            run.can_accept = true;
+        }
+        dorm.trim_if_due(now);
+        if self.newconnection.recv_now().is_some() {
+            while self.newconnection.recv_now().is_some() {}
+            run.can_accept = true;
+            run.armed = false;
+        }
+        if self.listener.is_none() {
+            for (token, h) in dorm.take_all() {
+                self.close_sleeper(token, h, CloseReason::Shutdown, &selector);
+            }
+            return if run.open.is_empty() {
+                Then::End
+            } else {
+                Then::Wait(None)
+            };
+        }
+        if run.backoff_until.is_some_and(|t| now >= t) {
+            run.backoff_until = None;
+            run.can_accept = true;
+        }
+        let mut more = false;
+        if run.can_accept && run.backoff_until.is_none() {
+            let mut accepted = 0;
+            while run.open.len() + dorm.len() < self.config.max_connections {
+                if accepted == ACCEPTS_PER_WAKE {
+                    more = true;
+                    break;
+                }
+                match self.accept_one(&selector, &mut run.open) {
+                    Ok(()) => {
+                        accepted += 1;
+                        run.warned_exhaustion = false;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        run.can_accept = false;
+                        break;
+                    }
+                    Err(e) if is_resource_exhaustion(&e) => {
+                        if !run.warned_exhaustion {
+                            tracing::warn!(error = %e, backoff = ?self.config.accept_backoff, "accept failed; backing off");
+                            run.warned_exhaustion = true;
+                        }
+                        run.backoff_until = Some(Instant::now() + self.config.accept_backoff);
+                        break;
+                    }
+                    Err(e) => {
+                        // ECONNABORTED and friends: that connection is gone, try the next.
+                        tracing::debug!(error = %e, "accept error");
+                    }
+                }
+            }
+        }
+        if !run.can_accept && !run.armed {
+            run.armed = true;
+            let _ = self.selector_signal.send(SelectorRequest::NewReader {
+                caller: self.core.id(),
+                reply: self.newconnection.clone(),
+                selectable: run.token,
+            });
+        }
+        if more {
+            return Then::Yield;
+        }
+        Then::Wait(match (run.backoff_until, dorm.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     fn closed(&self, msg: Ipc, open: &mut HashMap<ConnectionId, Core>) {
@@ -301,92 +554,28 @@ impl Component for TcpServer {
             }
         };
         let _ = self.core.link(&self.selector_signal, selector.notify());
-        let mut open: HashMap<ConnectionId, Core> = HashMap::new();
-        let mut can_accept = true;
-        let mut armed = false;
-        let mut backoff_until: Option<Instant> = None;
-        let mut warned_exhaustion = false;
+        let mut run = Accepting {
+            selector,
+            token,
+            open: HashMap::new(),
+            can_accept: true,
+            armed: false,
+            backoff_until: None,
+            warned_exhaustion: false,
+        };
+        let dorm = self.dorm.clone();
         loop {
-            while let Some(c) = self.control.recv_now() {
-                if c.is_shutdown_microprocess() {
-                    if let Some(mut listener) = self.listener.take() {
-                        let _ = self.selector_signal.send(SelectorRequest::RemoveReader {
-                            caller: self.core.id(),
-                            selectable: token,
-                        });
-                        let _ = selector.deregister(&mut listener, token);
-                        // Dropping the listener closes it: new connections are refused.
-                    }
+            // The dormitory is borrowed only for the turn: others (the owner's stats) may look at
+            // it while this server waits.
+            let next = self.turn(&mut run, &mut dorm.borrow_mut());
+            match next {
+                Then::End => break,
+                Then::Yield => axon::yield_now().await,
+                Then::Wait(None) => self.core.pause_for_delivery().await,
+                Then::Wait(Some(t)) => {
+                    let wait = t.saturating_duration_since(Instant::now());
+                    let _ = axon::timeout(wait, self.core.pause_for_delivery()).await;
                 }
-            }
-            while let Some(m) = self.feedback.recv_now() {
-                self.closed(m, &mut open);
-                // A slot freed up: try accepting again (the backlog may hold connections).
-                can_accept = true;
-            }
-            if self.newconnection.recv_now().is_some() {
-                while self.newconnection.recv_now().is_some() {}
-                can_accept = true;
-                armed = false;
-            }
-            if self.listener.is_none() {
-                if open.is_empty() {
-                    break;
-                }
-                self.core.pause_for_delivery().await;
-                continue;
-            }
-            if backoff_until.is_some_and(|t| Instant::now() >= t) {
-                backoff_until = None;
-                can_accept = true;
-            }
-            let mut more = false;
-            if can_accept && backoff_until.is_none() {
-                let mut accepted = 0;
-                while open.len() < self.config.max_connections {
-                    if accepted == ACCEPTS_PER_WAKE {
-                        more = true;
-                        break;
-                    }
-                    match self.accept_one(&selector, &mut open) {
-                        Ok(()) => {
-                            accepted += 1;
-                            warned_exhaustion = false;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            can_accept = false;
-                            break;
-                        }
-                        Err(e) if is_resource_exhaustion(&e) => {
-                            if !warned_exhaustion {
-                                tracing::warn!(error = %e, backoff = ?self.config.accept_backoff, "accept failed; backing off");
-                                warned_exhaustion = true;
-                            }
-                            backoff_until = Some(Instant::now() + self.config.accept_backoff);
-                            break;
-                        }
-                        Err(e) => {
-                            // ECONNABORTED and friends: that connection is gone, try the next.
-                            tracing::debug!(error = %e, "accept error");
-                        }
-                    }
-                }
-            }
-            if !can_accept && !armed {
-                armed = true;
-                let _ = self.selector_signal.send(SelectorRequest::NewReader {
-                    caller: self.core.id(),
-                    reply: self.newconnection.clone(),
-                    selectable: token,
-                });
-            }
-            if more {
-                axon::yield_now().await;
-            } else if let Some(t) = backoff_until {
-                let wait = t.saturating_duration_since(Instant::now());
-                let _ = axon::timeout(wait, self.core.pause_for_delivery()).await;
-            } else {
-                self.core.pause_for_delivery().await;
             }
         }
         let _ = self
@@ -394,5 +583,119 @@ impl Component for TcpServer {
             .send(Ipc::ServerShutdown(axon::ipc::ServerShutdown {
                 caller: Some(self.core.id()),
             }));
+    }
+}
+
+/// The accepting side of a running [`TcpServer`]: its registration and the adapters it made.
+struct Accepting {
+    selector: SelectorHandle,
+    token: Token,
+    open: HashMap<ConnectionId, Core>,
+    can_accept: bool,
+    /// A readiness notice for the listener has been asked for.
+    armed: bool,
+    backoff_until: Option<Instant>,
+    warned_exhaustion: bool,
+}
+
+/// What a [`TcpServer`] does after a turn.
+enum Then {
+    End,
+    Yield,
+    /// Wait for a delivery, or until the deadline.
+    Wait(Option<Instant>),
+}
+
+/// A view of the connections hibernating in a [`TcpServer`].
+pub(crate) struct Sleeping(Rc<RefCell<Dormitory>>);
+
+impl Sleeping {
+    /// Each hibernating connection's traffic so far.
+    pub(crate) fn snapshots(&self) -> Vec<ConnectionStats> {
+        self.0
+            .try_borrow()
+            .map(|d| d.sleeping.values().map(|h| h.counters.snapshot()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The hibernating connections of a [`TcpServer`]: their sockets and counts, by selector token,
+/// with their idle deadlines in order.
+#[derive(Default)]
+pub(crate) struct Dormitory {
+    sleeping: HashMap<Token, Hibernating>,
+    /// (idle deadline, token, connection id); an entry whose connection has woken or closed is
+    /// skipped when it comes up (the id tells a reused token apart).
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Hibernations since the freed memory was last handed back, and when to do it.
+    since_trim: usize,
+    trim_at: Option<Instant>,
+}
+
+impl Dormitory {
+    fn len(&self) -> usize {
+        self.sleeping.len()
+    }
+
+    fn insert(&mut self, token: Token, h: Hibernating, idle_deadline: Option<Instant>) {
+        if let Some(d) = idle_deadline {
+            self.deadlines
+                .push(Reverse((d, token.0, h.counters.connection().id.0)));
+        }
+        self.sleeping.insert(token, h);
+        self.since_trim += 1;
+        if self.since_trim >= TRIM_AFTER_HIBERNATIONS && self.trim_at.is_none() {
+            self.trim_at = Some(Instant::now() + TRIM_INTERVAL);
+        }
+    }
+
+    fn remove(&mut self, token: Token) -> Option<Hibernating> {
+        self.sleeping.remove(&token)
+    }
+
+    /// Removes and returns the connections whose idle timeout has run out.
+    fn expired(&mut self, now: Instant) -> Vec<(Token, Hibernating)> {
+        let mut out = Vec::new();
+        while let Some(Reverse((deadline, token, id))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            let token = Token(token);
+            if self
+                .sleeping
+                .get(&token)
+                .is_some_and(|h| h.counters.connection().id.0 == id)
+            {
+                if let Some(h) = self.sleeping.remove(&token) {
+                    out.push((token, h));
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes and returns every hibernating connection.
+    fn take_all(&mut self) -> Vec<(Token, Hibernating)> {
+        self.deadlines.clear();
+        self.sleeping.drain().collect()
+    }
+
+    /// The next moment something is due: an idle deadline or handing memory back.
+    fn next_deadline(&self) -> Option<Instant> {
+        let idle = self.deadlines.peek().map(|Reverse((d, ..))| *d);
+        match (idle, self.trim_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Hands freed memory back to the OS once enough connections have hibernated.
+    fn trim_if_due(&mut self, now: Instant) {
+        if self.trim_at.is_some_and(|t| now >= t) {
+            self.trim_at = None;
+            self.since_trim = 0;
+            crate::sys::release_free_memory();
+        }
     }
 }
