@@ -25,11 +25,12 @@ use super::selector::{Readiness, SelectorHandle, SelectorMsg};
 /// How many connections one wake-up accepts before letting other components run.
 const ACCEPTS_PER_WAKE: usize = 64;
 
-/// After this many connections have hibernated, the memory their adapters and handlers used is
-/// handed back to the OS (see [`crate::sys::release_free_memory`])...
-const TRIM_AFTER_HIBERNATIONS: usize = 64;
-/// ...at most this often.
-const TRIM_INTERVAL: Duration = Duration::from_millis(250);
+/// The memory of hibernated connections' adapters and handlers is handed back to the OS (see
+/// [`crate::sys::release_free_memory`]) once no connection has hibernated for this long (their
+/// handlers end a little after the server hears of them)...
+const TRIM_QUIET: Duration = Duration::from_millis(250);
+/// ...or at the latest this long after the first hibernation not yet handed back.
+const TRIM_AT_LATEST: Duration = Duration::from_secs(2);
 
 /// Settings for a [`TcpServer`].
 #[derive(Debug, Clone)]
@@ -627,8 +628,8 @@ pub(crate) struct Dormitory {
     /// (idle deadline, token, connection id); an entry whose connection has woken or closed is
     /// skipped when it comes up (the id tells a reused token apart).
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    /// Hibernations since the freed memory was last handed back, and when to do it.
-    since_trim: usize,
+    /// The first hibernation since freed memory was last handed back, and when to do it next.
+    trim_pending_since: Option<Instant>,
     trim_at: Option<Instant>,
 }
 
@@ -643,10 +644,9 @@ impl Dormitory {
                 .push(Reverse((d, token.0, h.counters.connection().id.0)));
         }
         self.sleeping.insert(token, h);
-        self.since_trim += 1;
-        if self.since_trim >= TRIM_AFTER_HIBERNATIONS && self.trim_at.is_none() {
-            self.trim_at = Some(Instant::now() + TRIM_INTERVAL);
-        }
+        let now = Instant::now();
+        let first = *self.trim_pending_since.get_or_insert(now);
+        self.trim_at = Some((now + TRIM_QUIET).min(first + TRIM_AT_LATEST));
     }
 
     fn remove(&mut self, token: Token) -> Option<Hibernating> {
@@ -690,11 +690,11 @@ impl Dormitory {
         }
     }
 
-    /// Hands freed memory back to the OS once enough connections have hibernated.
+    /// Hands freed memory back to the OS once hibernations have quietened down.
     fn trim_if_due(&mut self, now: Instant) {
         if self.trim_at.is_some_and(|t| now >= t) {
             self.trim_at = None;
-            self.since_trim = 0;
+            self.trim_pending_since = None;
             crate::sys::release_free_memory();
         }
     }
