@@ -291,6 +291,12 @@ impl Core {
         Inbox::from_erased(node)
     }
 
+    /// Whether the component has a box (inbox or outbox) called `name`: a cheap check before
+    /// looking up an optional box, without building an error when it is absent.
+    pub fn has_box(&self, name: &str) -> bool {
+        self.cell.boxes.borrow().iter().any(|b| b.name() == name)
+    }
+
     /// The outbox called `name`, if it carries `T`.
     ///
     /// # Errors

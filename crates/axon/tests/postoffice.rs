@@ -358,6 +358,13 @@ fn a_full_inbox_refuses_the_next_message_and_hands_it_back() {
 }
 
 #[test]
+fn has_box_finds_inboxes_and_outboxes_by_name() {
+    let c = comp("C");
+    assert!(c.core.has_box("inbox") && c.core.has_box("outbox") && c.core.has_box("signal"));
+    assert!(!c.core.has_box("makessl"));
+}
+
+#[test]
 fn all_collected_says_whether_the_destination_inbox_is_empty_through_a_chain() {
     let lonely = comp("Lonely");
     assert!(lonely.outbox.all_collected(), "unlinked: nothing waits");

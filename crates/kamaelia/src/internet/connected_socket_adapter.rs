@@ -742,14 +742,27 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     /// The OS error if the socket's addresses cannot be read (it is not connected) or it cannot be
     /// registered.
     pub fn new(
+        stream: S,
+        selector: &SelectorHandle,
+        config: impl Into<Rc<CsaConfig>>,
+    ) -> io::Result<Self> {
+        let (peer, local) = (stream.peer_addr()?, stream.local_addr()?);
+        Self::accepted(stream, peer, local, selector, config)
+    }
+
+    /// As [`ConnectedSocketAdapter::new`], with the addresses already known (`accept(2)` gives
+    /// the peer's; a listener on a specific address gives ours), saving two system calls.
+    pub(crate) fn accepted(
         mut stream: S,
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
         selector: &SelectorHandle,
         config: impl Into<Rc<CsaConfig>>,
     ) -> io::Result<Self> {
         let info = ConnectionInfo {
             id: next_connection_id(),
-            peer: stream.peer_addr()?,
-            local: stream.local_addr()?,
+            peer,
+            local,
         };
         // Small messages go out at once; the adapter never waits to coalesce.
         stream.set_nodelay(true)?;
@@ -1623,11 +1636,12 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         }
     }
 
-    /// Closes the socket and reports the end, once.
-    fn stop(self, reason: CloseReason) {
+    /// Closes the socket and reports the end, once. `both_closed`: the peer's EOF has been read
+    /// and our FIN sent, so a `shutdown(2)` would only fail with `ENOTCONN`.
+    fn stop(self, reason: CloseReason, both_closed: bool) {
         // An abort must reach the peer as a reset only: a shutdown here would send a FIN first,
         // and a peer with nothing left to read would see an orderly EOF.
-        if reason != CloseReason::Aborted {
+        if reason != CloseReason::Aborted && !both_closed {
             let _ = self.conn.stream.shutdown(Shutdown::Both);
         }
         let id = self.core.id();
@@ -1722,7 +1736,7 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                     .send(SslReady::Failed(format!("TLS handshake failed: {reason}")));
             }
             tracing::debug!(connection = %csa.counters.connection, %reason, "connection closed");
-            csa.stop(reason);
+            csa.stop(reason, !flags.read_open && !flags.write_open);
         }
     }
 }

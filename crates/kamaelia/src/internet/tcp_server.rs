@@ -265,7 +265,26 @@ impl TcpServer {
             return Err(io::ErrorKind::WouldBlock.into());
         };
         let (stream, peer) = listener.accept()?;
-        let csa = match ConnectedSocketAdapter::new(stream, selector, self.csa_config.clone()) {
+        // A listener on a specific address accepts on that address; on a wildcard, ask.
+        let local = if self.local_addr.ip().is_unspecified() {
+            match stream.local_addr() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not set up an accepted connection");
+                    return Ok(());
+                }
+            }
+        } else {
+            self.local_addr
+        };
+        let made = ConnectedSocketAdapter::accepted(
+            stream,
+            peer,
+            local,
+            selector,
+            self.csa_config.clone(),
+        );
+        let csa = match made {
             Ok(csa) => csa,
             Err(e) => {
                 // The connection is dropped (closed); the server carries on.
