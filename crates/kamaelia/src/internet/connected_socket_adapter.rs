@@ -708,6 +708,13 @@ impl Flags {
 /// order, `socketShutdown` on `CreatorFeedback`, `shutdownCSA` on `signal` (both carrying the
 /// connection id, the peer and local addresses, and the [`CloseReason`]), and `removeReader` /
 /// `removeWriter` on `_selectorSignal` — exactly once.
+///
+/// The one exception is hibernation ([`CsaConfig::hibernate_after`], only for adapters a
+/// [`TcpServer`](super::TcpServer) makes for a handler that allows it): an adapter idle that long
+/// with nothing in flight hands a second handle to its socket, and its counters, to the server and
+/// ends without closing the connection and without `socketShutdown` or `shutdownCSA` (the
+/// connection has not ended); it sends only `removeReader` / `removeWriter`. The server makes a new
+/// adapter for the connection when it next becomes readable.
 pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     core: Core,
     inbox: Inbox<Bytes>,
