@@ -278,3 +278,70 @@ fn a_connection_with_bytes_in_flight_does_not_hibernate() {
     assert_eq!(got.len(), data.len());
     assert!(got == data, "the echo differs from what was sent");
 }
+
+/// Deterministic pseudo-random numbers (xorshift64*), so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+#[test]
+fn many_connections_falling_asleep_and_waking_at_random_moments_lose_no_byte() {
+    const CONNS: usize = 48;
+    const ROUNDS: usize = 40;
+    let r = rig(CsaConfig::default());
+    let mut conns: Vec<TcpStream> = (0..CONNS).map(|_| util::connect(r.addr)).collect();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut sent: Vec<Vec<u8>> = vec![Vec::new(); CONNS];
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); CONNS];
+    for round in 0..ROUNDS {
+        // Some connections send, at a moment that falls before, around or after the moment they
+        // would hibernate; all must get exactly their bytes back.
+        for (i, s) in conns.iter_mut().enumerate() {
+            if rng.below(3) == 0 {
+                continue;
+            }
+            let len = 1 + rng.below(16 * 1024) as usize;
+            let msg = util::pattern(len, (round * CONNS + i) as u64);
+            s.write_all(&msg).unwrap();
+            sent[i].extend_from_slice(&msg);
+        }
+        run_until(&r.sched, "every echo of the round", || {
+            for (s, g) in conns.iter_mut().zip(&mut got) {
+                read_available(s, g);
+            }
+            got.iter().zip(&sent).all(|(g, s)| g.len() >= s.len())
+        });
+        let pause = NAP.mul_f64(rng.below(250) as f64 / 100.0);
+        let start = std::time::Instant::now();
+        run_until(&r.sched, "a pause between rounds", || {
+            start.elapsed() >= pause
+        });
+    }
+    for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
+        assert_eq!(g.len(), s.len(), "connection {i}: byte count");
+        assert!(
+            g == s,
+            "connection {i}: the echo differs from what was sent"
+        );
+    }
+    let s = r.wait_until_hibernating(CONNS);
+    assert_eq!((s.accepted, s.closed), (CONNS as u64, 0));
+    let total: u64 = sent.iter().map(|v| v.len() as u64).sum();
+    assert_eq!((s.bytes_in, s.bytes_out), (total, total));
+    println!(
+        "{} handlers for {CONNS} connections over {ROUNDS} rounds",
+        r.handlers_made()
+    );
+    assert!(
+        r.handlers_made() > CONNS,
+        "some connections must have hibernated and woken ({} handlers for {CONNS} connections)",
+        r.handlers_made()
+    );
+}
