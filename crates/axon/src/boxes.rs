@@ -495,15 +495,14 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
     }
 
     fn link_to(self: Rc<Self>, sink: &Rc<dyn ErasedBox>) -> Result<(), Error> {
-        let sink_type = sink.type_name();
-        let sink_label = sink.label();
+        // Labels are built only for the error: formatting them costs allocations on every link.
         match sink.clone().as_any_rc().downcast::<BoxNode<T>>() {
             Ok(dst) => BoxNode::link(&self, &dst),
             Err(_) => Err(Error::TypeMismatch {
                 source: self.label(),
                 source_type: std::any::type_name::<T>(),
-                sink: sink_label,
-                sink_type,
+                sink: sink.label(),
+                sink_type: sink.type_name(),
             }),
         }
     }
@@ -556,14 +555,14 @@ impl<T: 'static> Inbox<T> {
     }
 
     pub(crate) fn from_erased(node: Rc<dyn ErasedBox>) -> Result<Self, Error> {
-        let name = node.label();
-        let actual = node.type_name();
-        node.as_any_rc()
+        // The label is built only for the error (formatting it allocates).
+        node.clone()
+            .as_any_rc()
             .downcast::<BoxNode<T>>()
             .map(|node| Self { node })
             .map_err(|_| Error::WrongBoxType {
-                name,
-                actual,
+                name: node.label(),
+                actual: node.type_name(),
                 requested: std::any::type_name::<T>(),
             })
     }

@@ -112,11 +112,27 @@ pub struct ServerStats {
 }
 
 /// The key a close reason is counted under: its kind, without per-connection detail.
-fn reason_key(r: &CloseReason) -> String {
+fn reason_key(r: &CloseReason) -> std::borrow::Cow<'static, str> {
+    use std::borrow::Cow;
     match r {
-        CloseReason::Io(e) => format!("{:?}", e.kind()),
-        CloseReason::Other(_) => "other".to_owned(),
-        r => r.to_string(),
+        // The common ones without formatting: one is counted per closed connection.
+        CloseReason::Eof => Cow::Borrowed("peer closed"),
+        CloseReason::ProducerFinished => Cow::Borrowed("producer finished"),
+        CloseReason::Shutdown => Cow::Borrowed("shutdown microprocess"),
+        CloseReason::Io(e) => Cow::Owned(format!("{:?}", e.kind())),
+        CloseReason::Other(_) => Cow::Borrowed("other"),
+        r => Cow::Owned(r.to_string()),
+    }
+}
+
+/// Counts one close under `reason`'s key, allocating the key only the first time it is seen.
+fn count_reason(reasons: &mut BTreeMap<String, u64>, reason: Option<&CloseReason>) {
+    let key = reason.map_or(std::borrow::Cow::Borrowed("unknown"), reason_key);
+    match reasons.get_mut(key.as_ref()) {
+        Some(n) => *n += 1,
+        None => {
+            reasons.insert(key.into_owned(), 1);
+        }
     }
 }
 
@@ -375,8 +391,7 @@ impl ServerCore {
         }
         // (A hibernated connection's traffic went into the totals when it fell asleep.)
         totals.closed += 1;
-        let key = closed.reason.as_ref().map_or("unknown".into(), reason_key);
-        *totals.close_reasons.entry(key).or_default() += 1;
+        count_reason(&mut totals.close_reasons, closed.reason.as_ref());
     }
 
     /// A connection hibernated: its handler ends, and its traffic so far goes into the totals
@@ -578,4 +593,32 @@ pub fn simple_server(
     config: ServerConfig,
 ) -> io::Result<ServerCore> {
     ServerCore::new(addr, move |_| protocol(), config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reason_keys_are_the_reasons_as_printed_with_io_errors_by_kind() {
+        for r in [
+            CloseReason::Eof,
+            CloseReason::ProducerFinished,
+            CloseReason::Shutdown,
+            CloseReason::Aborted,
+            CloseReason::Timeout("idle"),
+        ] {
+            assert_eq!(reason_key(&r), r.to_string());
+        }
+        let reset = CloseReason::io(io::ErrorKind::ConnectionReset.into());
+        assert_eq!(reason_key(&reset), "ConnectionReset");
+        assert_eq!(reason_key(&CloseReason::Other("x".into())), "other");
+
+        let mut reasons = BTreeMap::new();
+        count_reason(&mut reasons, Some(&CloseReason::Eof));
+        count_reason(&mut reasons, Some(&CloseReason::Eof));
+        count_reason(&mut reasons, None);
+        assert_eq!(reasons.get("peer closed"), Some(&2));
+        assert_eq!(reasons.get("unknown"), Some(&1));
+    }
 }

@@ -13,6 +13,7 @@ use axon::ipc::{CloseReason, ConnectionInfo, SelectorRequest, SocketShutdown};
 use axon::{Component, Core, Inbox, Ipc, Outbox, Scheduler};
 use bytes::Bytes;
 use mio::net::TcpStream;
+use mio::Token;
 
 use super::connected_socket_adapter::{ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady};
 use super::selector::{Readiness, SelectorHandle};
@@ -217,13 +218,15 @@ impl TcpClient {
         Ok(())
     }
 
-    /// One connection attempt to `addr`: the connected stream, or why not.
+    /// One connection attempt to `addr`: the connected stream, still registered with `selector`
+    /// under the token given (the adapter takes the registration over), and the peer's address;
+    /// or why not.
     async fn attempt(
         &self,
         selector: &SelectorHandle,
         addr: SocketAddr,
         finish_after: &mut bool,
-    ) -> Result<io::Result<TcpStream>, ()> {
+    ) -> Result<io::Result<(TcpStream, Token, SocketAddr)>, ()> {
         let mut stream = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
@@ -250,7 +253,7 @@ impl TcpClient {
                 break Err(e);
             }
             match stream.peer_addr() {
-                Ok(_) => break Ok(()),
+                Ok(peer) => break Ok(peer),
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
                 Err(e) => break Err(e),
             }
@@ -266,8 +269,20 @@ impl TcpClient {
                 selectable: token,
             });
         };
-        let _ = selector.deregister(&mut stream, token);
-        Ok(outcome.map(|()| stream))
+        match outcome {
+            Ok(peer) => {
+                // The adapter asks for its own notices; this request must not stand in its way.
+                let _ = selector.notify().deliver(SelectorRequest::RemoveWriter {
+                    caller: self.core.id(),
+                    selectable: token,
+                });
+                Ok(Ok((stream, token, peer)))
+            }
+            Err(e) => {
+                let _ = selector.deregister(&mut stream, token);
+                Ok(Err(e))
+            }
+        }
     }
 }
 
@@ -311,8 +326,8 @@ impl Component for TcpClient {
         for addr in addrs {
             match self.attempt(&selector, addr, &mut finish_after).await {
                 Err(()) => return self.finish(None, CloseReason::Shutdown),
-                Ok(Ok(stream)) => {
-                    connected = Some(stream);
+                Ok(Ok(connection)) => {
+                    connected = Some(connection);
                     break;
                 }
                 Ok(Err(e)) => {
@@ -321,7 +336,7 @@ impl Component for TcpClient {
                 }
             }
         }
-        let Some(stream) = connected else {
+        let Some((stream, token, peer)) = connected else {
             let reason = match last_err {
                 Some(e) if e.kind() == io::ErrorKind::TimedOut => CloseReason::Timeout("connect"),
                 Some(e) => CloseReason::io(e),
@@ -329,7 +344,14 @@ impl Component for TcpClient {
             };
             return self.finish(None, reason);
         };
-        let csa = match ConnectedSocketAdapter::new(stream, &selector, self.config.csa.clone()) {
+        let made = ConnectedSocketAdapter::registered(
+            stream,
+            token,
+            peer,
+            &selector,
+            self.config.csa.clone(),
+        );
+        let csa = match made {
             Ok(c) => c,
             Err(e) => return self.finish(None, CloseReason::io(e)),
         };

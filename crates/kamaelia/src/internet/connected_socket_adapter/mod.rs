@@ -649,6 +649,41 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         )
     }
 
+    /// Wraps a connected socket already registered with `selector` under `token` (a
+    /// [`TcpClient`](super::TcpClient)'s, which waited for the connect there), whose peer is
+    /// known. On error the registration is withdrawn.
+    pub(crate) fn registered(
+        mut stream: S,
+        token: Token,
+        peer: std::net::SocketAddr,
+        selector: &SelectorHandle,
+        config: impl Into<Rc<CsaConfig>>,
+    ) -> io::Result<Self> {
+        let local = stream.local_addr().and_then(|local| {
+            stream.set_nodelay(true)?;
+            Ok(local)
+        });
+        let local = match local {
+            Ok(local) => local,
+            Err(e) => {
+                let _ = selector.deregister(&mut stream, token);
+                return Err(e);
+            }
+        };
+        let info = ConnectionInfo {
+            id: next_connection_id(),
+            peer,
+            local,
+        };
+        Self::adopt(
+            stream,
+            token,
+            ConnectionCounters::new(info),
+            selector,
+            config.into(),
+        )
+    }
+
     /// Wraps a socket already registered with `selector` under `token`, continuing `counters`
     /// (a hibernated connection waking up).
     pub(crate) fn adopt(
