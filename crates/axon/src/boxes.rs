@@ -195,24 +195,25 @@ impl<T: 'static> BoxNode<T> {
         }
     }
 
-    /// Whether a push would be accepted now.
-    fn has_room(&self) -> bool {
+    /// Applies `f` to the final box of this box's chain (itself when unlinked).
+    fn with_final<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
         let links = self.links.borrow();
-        let fin = links
+        f(links
             .as_deref()
             .and_then(|l| l.resolved.as_deref())
-            .unwrap_or(self);
-        fin.dir == Direction::Out || fin.queue.borrow().len() < fin.size_limit()
+            .unwrap_or(self))
+    }
+
+    /// Whether a push would be accepted now.
+    fn has_room(&self) -> bool {
+        self.with_final(|fin| {
+            fin.dir == Direction::Out || fin.queue.borrow().len() < fin.size_limit()
+        })
     }
 
     /// Whether the final inbox of this box's chain is empty (an outbox with no target: true).
     fn is_collected(&self) -> bool {
-        let links = self.links.borrow();
-        let fin = links
-            .as_deref()
-            .and_then(|l| l.resolved.as_deref())
-            .unwrap_or(self);
-        fin.dir == Direction::Out || fin.queue.borrow().is_empty()
+        self.with_final(|fin| fin.dir == Direction::Out || fin.queue.borrow().is_empty())
     }
 
     #[inline]

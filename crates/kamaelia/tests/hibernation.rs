@@ -86,28 +86,26 @@ impl Rig {
         got.remove(0)
     }
 
-    /// Steps the server until `n` connections are hibernating; returns that snapshot.
-    fn wait_until_hibernating(&self, n: usize) -> ServerStats {
+    /// Steps the server, sampling its stats, until a snapshot satisfies `done`; returns it.
+    fn wait_for(&self, what: &str, done: impl Fn(&ServerStats) -> bool) -> ServerStats {
         let mut last = None;
-        run_until(&self.sched, "connections to hibernate", || {
+        run_until(&self.sched, what, || {
             let s = self.sample();
-            let done = s.hibernating == n;
+            let ok = done(&s);
             last = Some(s);
-            done
+            ok
         });
         last.expect("sampled at least once")
     }
 
+    /// Steps the server until `n` connections are hibernating; returns that snapshot.
+    fn wait_until_hibernating(&self, n: usize) -> ServerStats {
+        self.wait_for("connections to hibernate", |s| s.hibernating == n)
+    }
+
     /// Steps the server until `n` connections have closed; returns that snapshot.
     fn wait_until_closed(&self, n: u64) -> ServerStats {
-        let mut last = None;
-        run_until(&self.sched, "connections to close", || {
-            let s = self.sample();
-            let done = s.closed == n;
-            last = Some(s);
-            done
-        });
-        last.expect("sampled at least once")
+        self.wait_for("connections to close", |s| s.closed == n)
     }
 
     /// Sends `msg` and waits for the same bytes back.

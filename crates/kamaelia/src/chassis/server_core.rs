@@ -69,8 +69,8 @@ impl ServerConfig {
     /// Lets idle connections hibernate after `after` (`None`: never), for protocols whose handler
     /// keeps no state between messages, such as [`Echo`](crate::protocols::Echo) and
     /// [`Discard`](crate::protocols::Discard): a connection idle that long with nothing in flight
-    /// gives up its adapter and handler and costs only its socket (about 300 bytes of the server's
-    /// memory instead of about 5 KB); when it next becomes readable a new adapter and a new handler
+    /// gives up its adapter and handler and costs only its socket (about 650 bytes of the server's
+    /// memory, measured with 10,000 connections, instead of about 5 KB); when it next becomes readable a new adapter and a new handler
     /// (from the factory, with the same connection id) take over, so the peer sees no difference.
     /// Never for handlers that remember anything between messages (a chat nickname, a parser
     /// part-way through a request): that state would be lost. Connections under TLS never

@@ -165,7 +165,7 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 ///
 /// With [`CsaConfig::hibernate_after`] set, an adapter idle that long hands its socket back and
 /// ends. The server registers the socket for readability only, keeps it with the connection's
-/// counts (about 100 bytes), and makes a new adapter when it becomes readable (data, EOF or an
+/// counts (about 150 bytes), and makes a new adapter when it becomes readable (data, EOF or an
 /// error). While it sleeps the connection's idle timeout still runs. After a batch of
 /// hibernations the server returns freed memory to the OS, so resident memory falls too.
 ///
@@ -173,8 +173,8 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 ///
 /// `serverShutdown` or `shutdownMicroprocess` on `control`: the listener is closed at once (new
 /// connections are refused), hibernating connections (nothing in flight) are closed and reported
-/// with reason `shutdown microprocess`, then the server keeps reporting `ShutdownCsa` for its open connections
-/// until the last has closed (their owner decides when: see
+/// with reason `shutdown microprocess`, then the server keeps reporting `ShutdownCsa` for its open
+/// connections until the last has closed (their owner decides when: see
 /// [`ServerCore`](crate::chassis::ServerCore)'s drain), sends `serverShutdown` on `signal`, and ends.
 pub struct TcpServer {
     core: Core,
@@ -511,10 +511,7 @@ impl TcpServer {
         if more {
             return Then::Yield;
         }
-        Then::Wait(match (run.backoff_until, dorm.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Then::Wait(earliest(run.backoff_until, dorm.next_deadline()))
     }
 
     fn closed(&self, msg: Ipc, open: &mut HashMap<ConnectionId, Core>) {
@@ -626,6 +623,14 @@ enum Then {
     Wait(Option<Instant>),
 }
 
+/// The earlier of two optional moments.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A view of the connections hibernating in a [`TcpServer`].
 pub(crate) struct Sleeping(Rc<RefCell<Dormitory>>);
 
@@ -702,11 +707,10 @@ impl Dormitory {
 
     /// The next moment something is due: an idle deadline or handing memory back.
     fn next_deadline(&self) -> Option<Instant> {
-        let idle = self.deadlines.peek().map(|Reverse((d, ..))| *d);
-        match (idle, self.trim_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(
+            self.deadlines.peek().map(|Reverse((d, ..))| *d),
+            self.trim_at,
+        )
     }
 
     /// Hands freed memory back to the OS once hibernations have quietened down.

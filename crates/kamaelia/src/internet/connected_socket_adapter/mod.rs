@@ -86,7 +86,7 @@ pub enum SslReady {
 
 /// A connection's live traffic counters (bytes on the wire, so TLS records under TLS; chunks are
 /// the `Bytes` messages that went out of `outbox` or were taken from `inbox`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnectionCounters {
     connection: ConnectionInfo,
     opened: Instant,
@@ -105,19 +105,6 @@ impl ConnectionCounters {
             bytes_out: Cell::new(0),
             chunks_in: Cell::new(0),
             chunks_out: Cell::new(0),
-        }
-    }
-
-    /// The same counts, in a new value (for a connection that hibernates: its adapter goes, its
-    /// counts stay).
-    pub(crate) fn copy(&self) -> Self {
-        Self {
-            connection: self.connection,
-            opened: self.opened,
-            bytes_in: self.bytes_in.clone(),
-            bytes_out: self.bytes_out.clone(),
-            chunks_in: self.chunks_in.clone(),
-            chunks_out: self.chunks_out.clone(),
         }
     }
 
@@ -832,16 +819,8 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     }
                     None => {
                         if flags.finishing {
-                            // Everything queued before producerFinished is on the wire: FIN.
-                            match self.conn.stream.shutdown(Shutdown::Write) {
-                                Ok(()) => {}
-                                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
-                                Err(e) => return Err(e),
-                            }
-                            flags.write_open = false;
-                            flags
-                                .first_close
-                                .get_or_insert(CloseReason::ProducerFinished);
+                            // Everything queued before producerFinished is on the wire.
+                            self.send_fin(flags)?;
                         }
                         return Ok(());
                     }
@@ -851,6 +830,20 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 return Ok(());
             }
         }
+    }
+
+    /// Closes the write side (FIN) once our producer has finished and everything is sent.
+    fn send_fin(&self, flags: &mut Flags) -> io::Result<()> {
+        match self.conn.stream.shutdown(Shutdown::Write) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+            Err(e) => return Err(e),
+        }
+        flags.write_open = false;
+        flags
+            .first_close
+            .get_or_insert(CloseReason::ProducerFinished);
+        Ok(())
     }
 
     /// Interprets one write attempt: `Some(n)` bytes went out (0 after an interruption), `None`
@@ -1202,7 +1195,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             .unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()))?;
         to.deliver(Hibernating {
             stream,
-            counters: self.counters.copy(),
+            counters: ConnectionCounters::clone(&self.counters),
             idle_since,
         })
         .map_err(|_| io::Error::other("the server cannot take the connection"))?;

@@ -3,7 +3,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::time::Instant;
 
 use axon::ipc::CloseReason;
@@ -176,16 +175,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 tls.send_close_notify();
                 continue;
             }
-            match self.conn.stream.shutdown(Shutdown::Write) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
-                Err(e) => return Err(e),
-            }
-            flags.write_open = false;
-            flags
-                .first_close
-                .get_or_insert(CloseReason::ProducerFinished);
-            return Ok(());
+            return self.send_fin(flags);
         }
     }
 
