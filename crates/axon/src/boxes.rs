@@ -127,7 +127,9 @@ impl<W> Few<W> {
 
 /// The linkage state of a node, allocated the first time the node is linked.
 ///
-/// Kept to 56 bytes (a 64-byte allocation): an idle connection has ten linked boxes.
+/// Kept to 56 bytes (a 64-byte allocation): an idle connection has ten linked boxes. (Keeping it
+/// in the node instead would save that allocation, but every unlinked box would grow by 48 bytes,
+/// and an idle component's four default boxes would take it past 1 KiB.)
 struct Links<T> {
     target: Option<Rc<BoxNode<T>>>,
     sources: Few<Weak<BoxNode<T>>>,
@@ -320,12 +322,14 @@ impl<T: 'static> BoxNode<T> {
             .and_then(|l| l.target.clone())
     }
 
-    fn sources(&self) -> Vec<Rc<Self>> {
-        self.links
-            .borrow()
-            .as_deref()
-            .map(|l| l.sources.iter().filter_map(Weak::upgrade).collect())
-            .unwrap_or_default()
+    /// The boxes feeding this one, still alive (no allocation for the usual one or none).
+    fn sources(&self) -> impl Iterator<Item = Rc<Self>> {
+        let (one, many) = match self.links.borrow().as_deref().map(|l| &l.sources) {
+            None | Some(Few::None) => (None, Vec::new()),
+            Some(Few::One(w)) => (Some(w.clone()), Vec::new()),
+            Some(Few::Many(v)) => (None, v.to_vec()),
+        };
+        one.into_iter().chain(many).filter_map(|w| w.upgrade())
     }
 
     /// Follows targets to the end of the chain.
@@ -555,6 +559,14 @@ impl<T: 'static> Inbox<T> {
         }
     }
 
+    /// The typed handle for `node`, if it carries `T` (its direction is not checked).
+    pub(crate) fn downcast(node: Rc<dyn ErasedBox>) -> Option<Self> {
+        node.as_any_rc()
+            .downcast::<BoxNode<T>>()
+            .ok()
+            .map(|node| Self { node })
+    }
+
     pub(crate) fn from_erased(node: Rc<dyn ErasedBox>) -> Result<Self, Error> {
         // The label is built only for the error (formatting it allocates).
         node.clone()
@@ -686,6 +698,11 @@ impl<T: 'static> Outbox<T> {
 
     pub(crate) fn from_erased(node: Rc<dyn ErasedBox>) -> Result<Self, Error> {
         Inbox::<T>::from_erased(node).map(|i| Self { node: i.node })
+    }
+
+    /// The typed handle for `node`, if it carries `T` (its direction is not checked).
+    pub(crate) fn downcast(node: Rc<dyn ErasedBox>) -> Option<Self> {
+        Inbox::<T>::downcast(node).map(|i| Self { node: i.node })
     }
 
     /// Sends a message (Axon's `send`). Unlinked: the message is dropped.

@@ -92,11 +92,12 @@ pub(crate) struct Extra {
 #[derive(Default)]
 pub(crate) struct Resources(Vec<(String, Box<dyn Any>)>);
 
-/// Pushes onto a list that usually stays short: up to four items it grows one slot at a time
-/// (the usual doubling makes room for four at the first push), then by doubling.
+/// Pushes onto a list that usually stays short: the first push makes room for exactly one (most
+/// such lists hold one item), the second for four (a handler wired by a chassis gets four or five
+/// linkages at once: one allocation, not four), and beyond that the list doubles.
 pub(crate) fn push_small<T>(list: &mut Vec<T>, item: T) {
     if list.len() == list.capacity() && list.len() < 4 {
-        list.reserve_exact(1);
+        list.reserve_exact(if list.is_empty() { 1 } else { 4 - list.len() });
     }
     list.push(item);
 }
@@ -177,6 +178,22 @@ pub struct Core {
 impl Core {
     /// Creates the core of a new, inactive component of kind `kind` (used in its name), with no boxes.
     pub fn new(kind: &'static str) -> Self {
+        Self::with_capacity(kind, 0)
+    }
+
+    /// As [`Core::new`], with room for `boxes` boxes allocated at once: a component that declares
+    /// more than four boxes (a socket adapter declares ten) saves the registry's re-allocations,
+    /// which matter when one is made per connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let core = axon::Core::with_capacity("Adapter", 6);
+    /// let inbox: axon::Inbox<u8> = core.inbox("inbox", "data");
+    /// assert_eq!(core.box_names(), ["inbox"]);
+    /// # drop(inbox);
+    /// ```
+    pub fn with_capacity(kind: &'static str, boxes: usize) -> Self {
         Self {
             cell: Rc::new(ComponentCell {
                 id: next_id(),
@@ -188,7 +205,7 @@ impl Core {
                 runq: OnceCell::new(),
                 future: RefCell::new(None),
                 waker: OnceCell::new(),
-                boxes: RefCell::new(Vec::new()),
+                boxes: RefCell::new(Vec::with_capacity(boxes)),
                 extra: RefCell::new(None),
             }),
         }
@@ -213,8 +230,10 @@ impl Core {
     ///
     /// # Panics
     ///
-    /// If the component already has a box called `name`: declared box names are fixed by the
-    /// component's author, so a clash is a bug. Use [`Core::add_inbox`] for run-time boxes.
+    /// In debug builds, if the component already has a box called `name`: declared box names are
+    /// fixed by the component's author, so a clash is a bug, and tests find it. (Release builds skip
+    /// the check, a string comparison per existing box, paid for every box of every connection.)
+    /// Use [`Core::add_inbox`] for run-time boxes.
     pub fn inbox<T: 'static>(&self, name: &'static str, description: &'static str) -> Inbox<T> {
         self.assert_free(name);
         let node = Inbox::new_node(&self.cell, BoxSpec::Static { name, description });
@@ -226,7 +245,7 @@ impl Core {
     ///
     /// # Panics
     ///
-    /// If the component already has a box called `name` (see [`Core::inbox`]).
+    /// In debug builds, if the component already has a box called `name` (see [`Core::inbox`]).
     pub fn outbox<T: 'static>(&self, name: &'static str, description: &'static str) -> Outbox<T> {
         self.assert_free(name);
         let node = Outbox::new_node(&self.cell, BoxSpec::Static { name, description });
@@ -291,10 +310,42 @@ impl Core {
         Inbox::from_erased(node)
     }
 
-    /// Whether the component has a box (inbox or outbox) called `name`: a cheap check before
-    /// looking up an optional box, without building an error when it is absent.
+    /// Whether the component has a box (inbox or outbox) called `name`.
     pub fn has_box(&self, name: &str) -> bool {
         self.cell.boxes.borrow().iter().any(|b| b.name() == name)
+    }
+
+    /// The inbox called `name` if there is one and it carries `T`, else `None`: the lookup for an
+    /// optional box (a chassis wiring whatever a handler happens to have), which builds no error
+    /// when the box is absent, an outbox, or of another type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let core = axon::Core::new("Handler");
+    /// let _inbox: axon::Inbox<u8> = core.inbox("sslready", "");
+    /// assert!(core.find_inbox::<u8>("sslready").is_some());
+    /// assert!(core.find_inbox::<String>("sslready").is_none()); // another type
+    /// assert!(core.find_outbox::<u8>("sslready").is_none()); // an inbox
+    /// assert!(core.find_inbox::<u8>("makessl").is_none()); // absent
+    /// ```
+    pub fn find_inbox<T: 'static>(&self, name: &str) -> Option<Inbox<T>> {
+        Inbox::downcast(self.find_box(name, Direction::In)?)
+    }
+
+    /// The outbox called `name` if there is one and it carries `T`, else `None` (as
+    /// [`Core::find_inbox`]).
+    pub fn find_outbox<T: 'static>(&self, name: &str) -> Option<Outbox<T>> {
+        Outbox::downcast(self.find_box(name, Direction::Out)?)
+    }
+
+    fn find_box(&self, name: &str, dir: Direction) -> Option<Rc<dyn ErasedBox>> {
+        self.cell
+            .boxes
+            .borrow()
+            .iter()
+            .find(|b| b.name() == name && b.direction() == dir)
+            .cloned()
     }
 
     /// The outbox called `name`, if it carries `T`.
@@ -615,7 +666,7 @@ impl Core {
     }
 
     fn assert_free(&self, name: &str) {
-        assert!(
+        debug_assert!(
             !self.cell.boxes.borrow().iter().any(|b| b.name() == name),
             "component {} already has a box named {name:?}",
             self.name()

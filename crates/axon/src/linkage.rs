@@ -102,20 +102,10 @@ pub(crate) fn link_erased(
     source.clone().link_to(&sink)?;
     let epoch = source.link_epoch();
     Ok(Linkage {
-        inner: Rc::new(LinkageInner {
-            source,
-            sink,
-            epoch,
-        }),
+        source,
+        sink,
+        epoch,
     })
-}
-
-struct LinkageInner {
-    source: Rc<dyn ErasedBox>,
-    sink: Rc<dyn ErasedBox>,
-    /// The source's link epoch when this link was made: a later link between the same boxes is
-    /// another linkage.
-    epoch: u64,
 }
 
 /// A handle to one link between two boxes (Axon's `linkage`). Clones refer to the same link.
@@ -123,7 +113,13 @@ struct LinkageInner {
 /// Dropping the handle does not cut the link; [`Linkage::unlink`] does.
 #[derive(Clone)]
 pub struct Linkage {
-    inner: Rc<LinkageInner>,
+    // Held by value, not behind one more `Rc`: a connection makes a dozen links, and each would
+    // otherwise be an allocation of its own.
+    source: Rc<dyn ErasedBox>,
+    sink: Rc<dyn ErasedBox>,
+    /// The source's link epoch when this link was made: a later link between the same boxes is
+    /// another linkage.
+    epoch: u64,
 }
 
 impl Linkage {
@@ -131,19 +127,18 @@ impl Linkage {
     /// that was replaced, does nothing.
     pub fn unlink(&self) {
         if self.is_live() {
-            self.inner.source.clone().unlink();
+            self.source.clone().unlink();
         }
     }
 
     /// Whether the link is still in place.
     pub fn is_live(&self) -> bool {
-        self.inner.source.feeds(&*self.inner.sink)
-            && self.inner.source.link_epoch() == self.inner.epoch
+        self.source.feeds(&*self.sink) && self.source.link_epoch() == self.epoch
     }
 
     /// The passthrough mode: 0 outbox→inbox, 1 inbox→inbox, 2 outbox→outbox.
     pub fn passthrough(&self) -> u8 {
-        match (self.inner.source.direction(), self.inner.sink.direction()) {
+        match (self.source.direction(), self.sink.direction()) {
             (Direction::Out, Direction::In) => 0,
             (Direction::In, Direction::In) => 1,
             _ => 2,
@@ -152,29 +147,26 @@ impl Linkage {
 
     /// The source end, as `(component id, box name)` (Axon's `sourcePair`).
     pub fn source_pair(&self) -> (Option<ComponentId>, String) {
-        (
-            self.inner.source.owner_id(),
-            self.inner.source.name().to_owned(),
-        )
+        (self.source.owner_id(), self.source.name().to_owned())
     }
 
     /// The sink end, as `(component id, box name)` (Axon's `sinkPair`).
     pub fn sink_pair(&self) -> (Option<ComponentId>, String) {
-        (
-            self.inner.sink.owner_id(),
-            self.inner.sink.name().to_owned(),
-        )
+        (self.sink.owner_id(), self.sink.name().to_owned())
     }
 
     /// Whether the component `id` owns either end.
     pub fn involves(&self, id: ComponentId) -> bool {
-        self.inner.source.owner_id() == Some(id) || self.inner.sink.owner_id() == Some(id)
+        self.source.owner_id() == Some(id) || self.sink.owner_id() == Some(id)
     }
 }
 
 impl PartialEq for Linkage {
     fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner)
+        // The same two boxes and the same epoch: the same act of linking.
+        Rc::ptr_eq(&self.source, &other.source)
+            && Rc::ptr_eq(&self.sink, &other.sink)
+            && self.epoch == other.epoch
     }
 }
 
@@ -193,8 +185,8 @@ impl fmt::Display for Linkage {
         write!(
             f,
             "Link( source:[{}], sink:[{}] )",
-            end(&self.inner.source),
-            end(&self.inner.sink)
+            end(&self.source),
+            end(&self.sink)
         )
     }
 }

@@ -365,6 +365,71 @@ fn has_box_finds_inboxes_and_outboxes_by_name() {
 }
 
 #[test]
+fn find_inbox_and_find_outbox_match_name_direction_and_type() {
+    let c = comp("C");
+    let sslready: Inbox<u32> = c.core.inbox("sslready", "an optional box");
+    let found = c
+        .core
+        .find_inbox::<u32>("sslready")
+        .expect("an inbox of u32");
+    assert!(
+        c.core.find_inbox::<String>("sslready").is_none(),
+        "another type"
+    );
+    assert!(
+        c.core.find_outbox::<u32>("sslready").is_none(),
+        "an inbox, not an outbox"
+    );
+    assert!(c.core.find_inbox::<u32>("makessl").is_none(), "absent");
+    assert!(c.core.find_outbox::<String>("outbox").is_some());
+    assert!(c.core.find_inbox::<String>("outbox").is_none());
+    // The handle found is the box itself.
+    found.deliver(7).unwrap();
+    assert_eq!(sslready.recv_now(), Some(7));
+}
+
+#[test]
+fn a_linkage_equals_its_clones_and_not_a_later_link_between_the_same_boxes() {
+    let (po, a, b) = (Core::new("Po"), comp("A"), comp("B"));
+    let first = po.link(&a.outbox, &b.inbox).unwrap();
+    assert_eq!(first, first.clone());
+    po.unlink(&first);
+    let second = po.link(&a.outbox, &b.inbox).unwrap();
+    assert_ne!(first, second);
+    assert!(!first.is_live() && second.is_live());
+    assert_eq!(po.linkages(), std::slice::from_ref(&second));
+    po.unlink(&first); // the old handle cuts nothing
+    assert!(second.is_live());
+    let other = po.link(&a.signal, &b.control).unwrap();
+    assert_ne!(second, other);
+}
+
+#[test]
+fn a_core_made_with_room_for_its_boxes_behaves_like_any_other() {
+    let core = Core::with_capacity("Roomy", 2);
+    let inbox: Inbox<u8> = core.inbox("inbox", "");
+    let extra: Vec<Inbox<u8>> = (0..5)
+        .map(|i| core.add_inbox("more", &i.to_string()).1)
+        .collect();
+    assert_eq!(
+        core.box_names(),
+        ["inbox", "more", "more1", "more2", "more3", "more4"]
+    );
+    extra[4].deliver(1).unwrap();
+    assert!(inbox.is_empty());
+    assert_eq!(core.inbox_named::<u8>("more4").unwrap().recv_now(), Some(1));
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "already has a box named \"inbox\"")]
+fn declaring_a_box_name_twice_is_caught_in_debug_builds() {
+    let core = Core::new("Twice");
+    let _first: Inbox<u8> = core.inbox("inbox", "");
+    let _second: Inbox<u8> = core.inbox("inbox", "");
+}
+
+#[test]
 fn all_collected_says_whether_the_destination_inbox_is_empty_through_a_chain() {
     let lonely = comp("Lonely");
     assert!(lonely.outbox.all_collected(), "unlinked: nothing waits");

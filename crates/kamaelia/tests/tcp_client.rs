@@ -29,7 +29,7 @@ use std::time::Duration;
 use axon::ipc::{CloseReason, SocketShutdown};
 use axon::{Component, Core, Inbox, Ipc, Scheduler};
 use bytes::Bytes;
-use kamaelia::internet::{TcpClient, TcpClientConfig};
+use kamaelia::internet::{ClientTemplate, TcpClient, TcpClientConfig};
 
 use util::{
     closed_port, collector, drain_bytes, kinds, listener_with_backlog, pattern, read_available,
@@ -341,4 +341,46 @@ fn a_host_name_resolves_and_connects() {
         report.connection.unwrap().peer,
         listener.local_addr().unwrap()
     );
+}
+
+#[test]
+fn clients_made_from_one_template_are_independent_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let template = ClientTemplate::new("127.0.0.1", addr.port(), TcpClientConfig::default());
+    let sched = Scheduler::new();
+    let mut clients = Vec::new();
+    for i in 0..2u8 {
+        let client = template.client();
+        let signal = collector("signal");
+        client.signal().link_to(&signal).unwrap();
+        client
+            .inbox()
+            .deliver(Bytes::from(vec![b'a' + i; 3]))
+            .unwrap();
+        clients.push((client.core().clone(), client.control().clone(), signal));
+        sched.activate(client);
+    }
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let mut server = accept(&sched, &listener);
+        let mut bytes = Vec::new();
+        run_until(&sched, "the client's bytes", || {
+            read_available(&mut server, &mut bytes);
+            bytes.len() >= 3
+        });
+        got.push((bytes, server));
+    }
+    let mut firsts: Vec<Vec<u8>> = got.iter().map(|(b, _)| b.clone()).collect();
+    firsts.sort();
+    assert_eq!(firsts, [b"aaa".to_vec(), b"bbb".to_vec()]);
+    for (core, control, signal) in &clients {
+        control.deliver(Ipc::shutdown_microprocess()).unwrap();
+        run_until(&sched, "the client to end", || core.is_finished());
+        let report = final_report(signal, &[]);
+        let info = report
+            .connection
+            .expect("each client made its own connection");
+        assert_eq!(info.peer, addr, "the peer is the template's target");
+    }
 }

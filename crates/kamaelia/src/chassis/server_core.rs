@@ -301,27 +301,21 @@ impl ServerCore {
             core.link_named((&csa_core, "signal"), (&h, "control"))?;
             h.inbox_named::<Bytes>("inbox")?
                 .set_size(Some(self.config.handler_inbox_size));
-            // Optional boxes for STARTTLS-style handlers (looked up only if present: a failed
-            // lookup builds an error message, and most handlers have none of these).
-            if h.has_box("makessl")
-                && h.outbox_named::<crate::internet::MakeSsl>("makessl")
-                    .is_ok()
+            // Optional boxes for STARTTLS-style handlers, wired when present with the right
+            // direction and type (a relay's `TcpClient` has a `makessl` inbox, not an outbox).
+            if h.find_outbox::<crate::internet::MakeSsl>("makessl")
+                .is_some()
             {
                 core.link_named((&h, "makessl"), (&csa_core, "makessl"))?;
             }
-            if h.has_box("sslready")
-                && h.inbox_named::<crate::internet::SslReady>("sslready")
-                    .is_ok()
+            if h.find_inbox::<crate::internet::SslReady>("sslready")
+                .is_some()
             {
                 core.link_named((&csa_core, "sslready"), (&h, "sslready"))?;
             }
-            let serversignal = if h.has_box("serversignal") {
-                match h.outbox_named::<Ipc>("serversignal") {
-                    Ok(out) => Some(core.link(&out, &self.control)?),
-                    Err(_) => None,
-                }
-            } else {
-                None
+            let serversignal = match h.find_outbox::<Ipc>("serversignal") {
+                Some(out) => Some(core.link(&out, &self.control)?),
+                None => None,
             };
             Ok(serversignal)
         })();

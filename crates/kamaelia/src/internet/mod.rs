@@ -14,5 +14,5 @@ pub use connected_socket_adapter::{
     SslReady,
 };
 pub use selector::{Readiness, Selector, SelectorHandle, SelectorMsg, SERVICE as SELECTOR_SERVICE};
-pub use tcp_client::{TcpClient, TcpClientConfig};
+pub use tcp_client::{ClientTemplate, TcpClient, TcpClientConfig};
 pub use tcp_server::{ServerEvent, TcpServer, TcpServerConfig};

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
@@ -134,16 +135,58 @@ pub struct TcpClient {
     outbox: Outbox<Bytes>,
     signal: Outbox<Ipc>,
     sslready: Outbox<SslReady>,
-    host: String,
+    target: ClientTemplate,
+}
+
+/// A target and settings that many [`TcpClient`]s share: made once, each client made from it
+/// costs reference counts rather than copies and allocations (a relay makes one client per
+/// accepted connection).
+///
+/// # Examples
+///
+/// ```
+/// use kamaelia::internet::{ClientTemplate, TcpClientConfig};
+///
+/// let template = ClientTemplate::new("127.0.0.1", 8080, TcpClientConfig::default());
+/// let (first, second) = (template.client(), template.client());
+/// # drop((first, second));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientTemplate {
+    host: Rc<str>,
     port: u16,
-    config: TcpClientConfig,
+    config: Rc<TcpClientConfig>,
+    /// `config.csa`, shared by every adapter the clients make.
+    csa: Rc<CsaConfig>,
+}
+
+impl ClientTemplate {
+    /// Clients for `host:port` with `config` (see [`TcpClient::new`]).
+    pub fn new(host: &str, port: u16, config: TcpClientConfig) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            csa: Rc::new(config.csa.clone()),
+            config: Rc::new(config),
+        }
+    }
+
+    /// A new client to the template's target. Nothing happens until it is activated.
+    pub fn client(&self) -> TcpClient {
+        TcpClient::from_template(self.clone())
+    }
 }
 
 impl TcpClient {
     /// A client for `host:port`; `host` may be a name, an IPv4 or an IPv6 address (with or without
-    /// brackets). Nothing happens until it is activated.
+    /// brackets). Nothing happens until it is activated. To make many clients to one target, use a
+    /// [`ClientTemplate`].
     pub fn new(host: &str, port: u16, config: TcpClientConfig) -> Self {
-        let core = Core::new("TcpClient");
+        Self::from_template(ClientTemplate::new(host, port, config))
+    }
+
+    fn from_template(target: ClientTemplate) -> Self {
+        let core = Core::with_capacity("TcpClient", 9); // its nine boxes
         Self {
             inbox: core.inbox("inbox", "bytes to send"),
             control: core.inbox(
@@ -161,9 +204,7 @@ impl TcpClient {
             ),
             sslready: core.outbox("sslready", "the TLS upgrade's outcome"),
             core,
-            host: host.to_owned(),
-            port,
-            config,
+            target,
         }
     }
 
@@ -235,7 +276,7 @@ impl TcpClient {
             Ok(t) => t,
             Err(e) => return Ok(Err(e)),
         };
-        let deadline = std::time::Instant::now() + self.config.connect_timeout;
+        let deadline = std::time::Instant::now() + self.target.config.connect_timeout;
         let outcome = loop {
             let _ = selector.notify().deliver(SelectorRequest::NewWriter {
                 caller: self.core.id(),
@@ -252,6 +293,13 @@ impl TcpClient {
             if let Ok(Some(e)) | Err(e) = stream.take_error() {
                 break Err(e);
             }
+            if ready {
+                // Linux reports writability of a connecting socket only once the handshake has
+                // finished, and a failure as an error (caught above): connected, to `addr`, with
+                // no `getpeername` to ask (tokio's check, one system call less per connection).
+                break Ok(addr);
+            }
+            // Woken without a notice (the timeout, or `control`): ask the socket.
             match stream.peer_addr() {
                 Ok(peer) => break Ok(peer),
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -290,7 +338,10 @@ impl fmt::Debug for TcpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpClient")
             .field("core", &self.core)
-            .field("target", &format_args!("{}:{}", self.host, self.port))
+            .field(
+                "target",
+                &format_args!("{}:{}", self.target.host, self.target.port),
+            )
             .finish()
     }
 }
@@ -301,8 +352,8 @@ impl Component for TcpClient {
     }
 
     async fn main(self) {
-        if !self.config.delay.is_zero() {
-            axon::sleep(self.config.delay).await;
+        if !self.target.config.delay.is_zero() {
+            axon::sleep(self.target.config.delay).await;
         }
         let mut finish_after = false;
         let (selector, sched) = match (SelectorHandle::current(), Scheduler::current()) {
@@ -310,12 +361,12 @@ impl Component for TcpClient {
             (Err(e), _) => return self.finish(None, CloseReason::io(e)),
             (_, None) => return,
         };
-        let addrs = match resolve(&self.host, self.port).await {
+        let addrs = match resolve(&self.target.host, self.target.port).await {
             Ok(a) if !a.is_empty() => a,
             Ok(_) => {
                 let e = io::Error::new(
                     io::ErrorKind::NotFound,
-                    format!("{} resolves to no address", self.host),
+                    format!("{} resolves to no address", self.target.host),
                 );
                 return self.finish(None, CloseReason::io(e));
             }
@@ -349,7 +400,7 @@ impl Component for TcpClient {
             token,
             peer,
             &selector,
-            self.config.csa.clone(),
+            self.target.csa.clone(),
         );
         let csa = match made {
             Ok(c) => c,
@@ -357,7 +408,7 @@ impl Component for TcpClient {
         };
         let info = csa.info();
         #[cfg(feature = "tls")]
-        if let Some(role) = &self.config.tls {
+        if let Some(role) = &self.target.config.tls {
             // Handled before any queued data is written, so nothing goes out in the clear.
             let _ = csa.makessl().deliver(MakeSsl::new(role.clone()));
         }

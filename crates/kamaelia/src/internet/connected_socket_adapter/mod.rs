@@ -680,7 +680,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         selector: &SelectorHandle,
         config: Rc<CsaConfig>,
     ) -> io::Result<Self> {
-        let core = Core::new("ConnectedSocketAdapter");
+        let core = Core::with_capacity("ConnectedSocketAdapter", 10); // its ten boxes
         let inbox: Inbox<Bytes> = core.inbox("inbox", "bytes to send, in order");
         inbox.set_size(Some(config.inbox_size));
         let csa = Self {
