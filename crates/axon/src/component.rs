@@ -145,6 +145,13 @@ impl ComponentCell {
         let mut extra = self.extra.borrow_mut();
         f(extra.get_or_insert_with(Box::default))
     }
+
+    /// As [`ComponentCell::with_extra`] for reading and removing: `None`, with nothing allocated,
+    /// when the component has no extra part (most handlers never get parents, children or
+    /// linkages of their own, and every component's end looks for them).
+    pub(crate) fn if_extra<R>(&self, f: impl FnOnce(&mut Extra) -> R) -> Option<R> {
+        self.extra.borrow_mut().as_deref_mut().map(f)
+    }
 }
 
 /// A component's identity, boxes, children and linkages: the part of a component the rest of the
@@ -510,19 +517,22 @@ impl Core {
     pub fn unlink(&self, linkage: &Linkage) {
         linkage.unlink();
         self.cell
-            .with_extra(|e| e.postoffice.retain(|l| l != linkage));
+            .if_extra(|e| e.postoffice.retain(|l| l != linkage));
     }
 
     /// Removes every linkage this component made that has `other` at either end (Axon's
     /// `unlink(thecomponent=…)`).
     pub fn unlink_component(&self, other: &Core) {
-        let removed: Vec<Linkage> = self.cell.with_extra(|e| {
-            let (gone, kept) = std::mem::take(&mut e.postoffice)
-                .into_iter()
-                .partition(|l| l.involves(other.id()));
-            e.postoffice = kept;
-            gone
-        });
+        let removed: Vec<Linkage> = self
+            .cell
+            .if_extra(|e| {
+                let (gone, kept) = std::mem::take(&mut e.postoffice)
+                    .into_iter()
+                    .partition(|l| l.involves(other.id()));
+                e.postoffice = kept;
+                gone
+            })
+            .unwrap_or_default();
         for l in removed {
             l.unlink();
         }
@@ -531,15 +541,17 @@ impl Core {
     /// Removes every linkage this component made (Axon's `postoffice.unlinkAll`). The scheduler does
     /// this when the component ends.
     pub fn unlink_all(&self) {
-        let all = self.cell.with_extra(|e| std::mem::take(&mut e.postoffice));
-        for l in all {
+        let all = self.cell.if_extra(|e| std::mem::take(&mut e.postoffice));
+        for l in all.into_iter().flatten() {
             l.unlink();
         }
     }
 
     /// The linkages this component made and has not removed.
     pub fn linkages(&self) -> Vec<Linkage> {
-        self.cell.with_extra(|e| e.postoffice.clone())
+        self.cell
+            .if_extra(|e| e.postoffice.clone())
+            .unwrap_or_default()
     }
 
     /// Makes `child` a child of this component: when the child ends, this component is woken
@@ -563,17 +575,19 @@ impl Core {
     /// that involves the child is removed (Axon's `removeChild`).
     pub fn remove_child(&self, child: &Core) {
         self.cell
-            .with_extra(|e| e.children.retain(|c| c.id() != child.id()));
+            .if_extra(|e| e.children.retain(|c| c.id() != child.id()));
         let me = Rc::as_ptr(&self.cell);
         child
             .cell
-            .with_extra(|e| e.parents.retain(|p| p.as_ptr() != me));
+            .if_extra(|e| e.parents.retain(|p| p.as_ptr() != me));
         self.unlink_component(child);
     }
 
     /// The current children (Axon's `childComponents`).
     pub fn children(&self) -> Vec<Core> {
-        self.cell.with_extra(|e| e.children.clone())
+        self.cell
+            .if_extra(|e| e.children.clone())
+            .unwrap_or_default()
     }
 
     /// Whether the component's `main` has ended or it was stopped.
@@ -611,15 +625,17 @@ impl Core {
     /// Takes back the resource tracked against `inbox` (Axon's `retrieveTrackedResource` followed
     /// by `ceaseTrackingResource`).
     pub fn untrack_resource<R: Any>(&self, inbox: &str) -> Option<R> {
-        self.cell.with_extra(|e| {
-            let resources = e.resources.as_mut()?;
-            let pos = resources
-                .0
-                .iter()
-                .position(|(n, r)| n == inbox && r.is::<R>())?;
-            let (_, r) = resources.0.remove(pos);
-            r.downcast::<R>().ok().map(|b| *b)
-        })
+        self.cell
+            .if_extra(|e| {
+                let resources = e.resources.as_mut()?;
+                let pos = resources
+                    .0
+                    .iter()
+                    .position(|(n, r)| n == inbox && r.is::<R>())?;
+                let (_, r) = resources.0.remove(pos);
+                r.downcast::<R>().ok().map(|b| *b)
+            })
+            .flatten()
     }
 
     pub(crate) fn erased_box(&self, name: &str) -> Result<Rc<dyn ErasedBox>, Error> {

@@ -593,10 +593,12 @@ impl Scheduler {
                 }));
             }
         }
-        let parents = cell.with_extra(|e| e.parents.clone());
-        for p in parents.iter().filter_map(Weak::upgrade) {
-            p.wake();
-        }
+        // Waking a parent queues it and touches nothing of this cell's.
+        cell.if_extra(|e| {
+            for p in e.parents.iter().filter_map(Weak::upgrade) {
+                p.wake();
+            }
+        });
         core.unlink_all();
     }
 
