@@ -377,9 +377,8 @@ impl ServerCore {
                     connection: closed.connection,
                     reason: closed.reason.clone().unwrap_or(CloseReason::Eof),
                 }),
+                totals,
             );
-            totals.bytes_in += conn.counters.bytes_in();
-            totals.bytes_out += conn.counters.bytes_out();
         } else if !asleep.remove(&id) {
             return;
         }
@@ -400,9 +399,7 @@ impl ServerCore {
         let Some(conn) = open.remove(&id) else {
             return;
         };
-        self.release(&conn, Ipc::shutdown_microprocess());
-        totals.bytes_in += conn.counters.bytes_in();
-        totals.bytes_out += conn.counters.bytes_out();
+        self.release(&conn, Ipc::shutdown_microprocess(), totals);
         asleep.insert(id);
         // A burst of hibernations leaves the table mostly empty: give its memory back.
         if open.capacity() > 4 * open.len().max(64) {
@@ -410,9 +407,11 @@ impl ServerCore {
         }
     }
 
-    /// Tells a connection's handler `to_handler`, stops its adapter, and removes both and their
-    /// links.
-    fn release(&self, conn: &Connection, to_handler: Ipc) {
+    /// Tells a connection's handler `to_handler`, stops its adapter, removes both and their links,
+    /// and adds the connection's traffic so far to `totals`.
+    fn release(&self, conn: &Connection, to_handler: Ipc, totals: &mut ServerStats) {
+        totals.bytes_in += conn.counters.bytes_in();
+        totals.bytes_out += conn.counters.bytes_out();
         if let Some(link) = &conn.serversignal {
             self.core.unlink(link);
         }

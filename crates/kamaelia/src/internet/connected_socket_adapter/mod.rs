@@ -890,6 +890,26 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         }
     }
 
+    /// Counts a chunk just read and passes it on to `outbox`: false when the outbox is full (the
+    /// chunk is held in `flags` until there is room).
+    fn pass_on(&self, chunk: Bytes, flags: &mut Flags) -> bool {
+        self.counters
+            .chunks_in
+            .set(self.counters.chunks_in.get() + 1);
+        self.send_or_hold(chunk, flags)
+    }
+
+    /// Passes a chunk on to `outbox`, or holds it in `flags` if the outbox is full (returns false).
+    fn send_or_hold(&self, chunk: Bytes, flags: &mut Flags) -> bool {
+        match self.outbox.send(chunk) {
+            Ok(()) => true,
+            Err(full) => {
+                flags.held = Some(full.message);
+                false
+            }
+        }
+    }
+
     /// Reads until the socket would block, the outbox is full, EOF, or the per-wake budget is
     /// spent. Returns whether the budget ran out (there may be more to read).
     fn fill(&mut self, flags: &mut Flags) -> io::Result<bool> {
@@ -900,11 +920,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     short,
                 }) => {
                     self.counters.add_in(chunk.len());
-                    self.counters
-                        .chunks_in
-                        .set(self.counters.chunks_in.get() + 1);
-                    if let Err(full) = self.outbox.send(chunk) {
-                        flags.held = Some(full.message);
+                    if !self.pass_on(chunk, flags) {
                         return Ok(false);
                     }
                     if short
@@ -1104,9 +1120,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         // A chunk already read goes on first, so a write error below cannot lose it when the
         // consumer has room.
         if let Some(chunk) = flags.held.take() {
-            if let Err(full) = self.outbox.send(chunk) {
-                flags.held = Some(full.message);
-            }
+            self.send_or_hold(chunk, flags);
         }
         if flags.write_open || self.tls_wants_write() {
             if let Err(e) = self.flush_any(flags) {

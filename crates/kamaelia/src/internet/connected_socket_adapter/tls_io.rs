@@ -105,17 +105,26 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         }
     }
 
-    /// The TLS write path: flush records, then take the next message, then close_notify.
-    pub(super) fn flush_tls(&mut self, flags: &mut Flags) -> io::Result<()> {
+    /// Runs `f` on the TLS session, lent out of `self` for the call so both can be borrowed; with
+    /// no session, `R::default()` (nothing done).
+    fn with_tls<R: Default>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut rustls::Connection) -> io::Result<R>,
+    ) -> io::Result<R> {
         let Some(mut tls) = self.tls.take() else {
-            return Ok(());
+            return Ok(R::default());
         };
-        let r = self.flush_tls_inner(&mut tls, flags);
+        let r = f(self, &mut tls);
         self.tls = Some(tls);
         r
     }
 
-    pub(super) fn flush_tls_inner(
+    /// The TLS write path: flush records, then take the next message, then close_notify.
+    pub(super) fn flush_tls(&mut self, flags: &mut Flags) -> io::Result<()> {
+        self.with_tls(|this, tls| this.flush_tls_inner(tls, flags))
+    }
+
+    fn flush_tls_inner(
         &mut self,
         tls: &mut rustls::Connection,
         flags: &mut Flags,
@@ -181,15 +190,10 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
 
     /// The TLS read path: plaintext out first, then more records from the socket.
     pub(super) fn fill_tls(&mut self, flags: &mut Flags) -> io::Result<bool> {
-        let Some(mut tls) = self.tls.take() else {
-            return Ok(false);
-        };
-        let r = self.fill_tls_inner(&mut tls, flags);
-        self.tls = Some(tls);
-        r
+        self.with_tls(|this, tls| this.fill_tls_inner(tls, flags))
     }
 
-    pub(super) fn fill_tls_inner(
+    fn fill_tls_inner(
         &mut self,
         tls: &mut rustls::Connection,
         flags: &mut Flags,
@@ -277,11 +281,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             loop {
                 match read_chunk_zeroed(&mut tls.reader(), self.config.read_size) {
                     Ok(Chunk::Data { bytes: chunk, .. }) => {
-                        self.counters
-                            .chunks_in
-                            .set(self.counters.chunks_in.get() + 1);
-                        if let Err(full) = self.outbox.send(chunk) {
-                            flags.held = Some(full.message);
+                        if !self.pass_on(chunk, flags) {
                             return Ok(false);
                         }
                     }
