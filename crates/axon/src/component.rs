@@ -107,13 +107,25 @@ impl ComponentCell {
     #[inline]
     pub(crate) fn wake(self: &Rc<Self>) {
         match self.state.get() {
-            State::Sleeping | State::Running => {
+            State::Sleeping => {
+                if let Some(q) = self.runq.get() {
+                    self.state.set(State::Queued);
+                    q.wake(self.clone());
+                }
+            }
+            State::Running => {
                 if let Some(q) = self.runq.get() {
                     self.state.set(State::Queued);
                     q.push(self.clone());
                 }
             }
-            State::Inactive | State::Queued | State::Finished => {}
+            State::Queued => {
+                // Already queued, say after yielding: a hand-off still brings it forward.
+                if let Some(q) = self.runq.get() {
+                    q.promote(self);
+                }
+            }
+            State::Inactive | State::Finished => {}
         }
     }
 

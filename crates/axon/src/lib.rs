@@ -94,6 +94,8 @@ pub use component::{AnyComponent, Boxes, Component, ComponentId, Core, FnCompone
 pub use error::{Error, NoSpaceInBox};
 pub use ipc::Ipc;
 pub use linkage::{link, Linkable, Linkage};
-pub use scheduler::{spawn, spawn_boxed, Driver, Failure, Scheduler, ThreadParker, Unpark};
+pub use scheduler::{
+    hand_off, spawn, spawn_boxed, Driver, Failure, Scheduler, ThreadParker, Unpark,
+};
 pub use threaded::{ThreadContext, ThreadedComponent};
 pub use time::{now, sleep, sleep_until, timeout, yield_now, Elapsed, Sleep, YieldNow};
