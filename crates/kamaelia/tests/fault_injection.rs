@@ -563,3 +563,35 @@ fn shutdown_while_write_blocked_drops_the_queue_and_reports_once() {
     assert_eq!(r.got, b"in");
     r.assert_ended(CloseReason::Shutdown, &[]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hand-off
+
+#[test]
+fn a_chunk_handed_off_ends_the_wake_and_the_rest_follows_in_order() {
+    // Ten-byte reads of 100 waiting bytes: without a hand-off one wake reads the budget (8 chunks);
+    // with every chunk handed off, one wake passes one chunk on and yields, so the handler could
+    // run before the next read.
+    let budget = CsaConfig::default().reads_per_wake;
+    for (hand_off, chunks_in_first_wake) in [(None, budget), (Some(10), 1)] {
+        let config = CsaConfig::default().read_size(10).hand_off_bytes(hand_off);
+        let mut r = FaultRig::new(config);
+        r.step();
+        let inbound = util::pattern(100, 3);
+        r.sock.borrow_mut().send(&inbound);
+        r.notify_read();
+        r.sched.try_tick();
+        assert_eq!(
+            r.received.len(),
+            chunks_in_first_wake,
+            "hand_off_bytes {hand_off:?}"
+        );
+        r.pump();
+        r.collect();
+        assert!(
+            r.got == inbound,
+            "hand_off_bytes {hand_off:?}: bytes lost or reordered"
+        );
+        assert_eq!(r.reader_requests, 2, "one read notice asked for per drain");
+    }
+}

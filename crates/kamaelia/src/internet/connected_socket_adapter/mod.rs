@@ -499,6 +499,9 @@ struct Flags {
     tls_in: Option<Bytes>,
     /// Under TLS: when the handshake must be done by.
     handshake_deadline: Option<Instant>,
+    /// A chunk passed on in this wake was handed off ([`CsaConfig::hand_off_bytes`]): stop
+    /// reading and let the handler run.
+    handed_off: bool,
 }
 
 impl Flags {
@@ -520,6 +523,7 @@ impl Flags {
             tls_unsent: None,
             tls_in: None,
             handshake_deadline: None,
+            handed_off: false,
         }
     }
 }
@@ -906,9 +910,13 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         }
     }
 
-    /// Counts a chunk just read and passes it on to `outbox`: false when the outbox is full (the
-    /// chunk is held in `flags` until there is room).
+    /// Counts a chunk just read and passes it on to `outbox`, handing it off if it is large (see
+    /// [`CsaConfig::hand_off_bytes`]): false when the outbox is full (the chunk is held in `flags`
+    /// until there is room).
     fn pass_on(&self, chunk: Bytes, flags: &mut Flags) -> bool {
+        if self.config.hand_off_bytes.is_some_and(|n| chunk.len() >= n) && axon::hand_off() {
+            flags.handed_off = true;
+        }
         self.counters
             .chunks_in
             .set(self.counters.chunks_in.get() + 1);
@@ -929,6 +937,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     /// Reads until the socket would block, the outbox is full, EOF, or the per-wake budget is
     /// spent. Returns whether the budget ran out (there may be more to read).
     fn fill(&mut self, flags: &mut Flags) -> io::Result<bool> {
+        flags.handed_off = false;
         for _ in 0..self.config.reads_per_wake {
             match read_chunk(&mut self.conn.stream, self.config.read_size) {
                 Ok(Chunk::Data {
@@ -936,8 +945,6 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     short,
                 }) => {
                     self.counters.add_in(chunk.len());
-                    let handed_off = self.config.hand_off_bytes.is_some_and(|n| chunk.len() >= n)
-                        && axon::hand_off();
                     if !self.pass_on(chunk, flags) {
                         return Ok(false);
                     }
@@ -951,7 +958,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                         self.arm_reader(flags);
                         return Ok(false);
                     }
-                    if handed_off {
+                    if flags.handed_off {
                         // Let the handler have this chunk, and its reply be written, before
                         // reading more.
                         return Ok(true);

@@ -198,6 +198,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         tls: &mut rustls::Connection,
         flags: &mut Flags,
     ) -> io::Result<bool> {
+        flags.handed_off = false;
         // Records read earlier that rustls has not taken yet (the outbox was full) go first.
         if let Some(rest) = flags.tls_in.take() {
             let mut input = &rest[..];
@@ -207,6 +208,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             }
             if !go {
                 return Ok(false);
+            }
+            if flags.handed_off {
+                return Ok(true);
             }
         }
         let mut drained = false;
@@ -262,6 +266,10 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             TLS_READ.set(buf);
             if !r? {
                 return Ok(false);
+            }
+            if flags.handed_off {
+                // As in `fill`: the handler, and the reply, run before more is read.
+                return Ok(true);
             }
         }
         Ok(true)
