@@ -564,7 +564,9 @@ impl Flags {
 /// holds no buffer. Under TLS one read takes every record the socket holds into a per-thread
 /// buffer and rustls is fed from memory; records it cannot take yet (the consumer is full) wait
 /// in the adapter. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
-/// served.
+/// served. A chunk of at least [`CsaConfig::hand_off_bytes`] (16 KiB) is handed off
+/// ([`axon::hand_off`]): the adapter yields at once, and the component reading `outbox` runs next,
+/// so a large chunk is echoed or relayed while it is still in the processor's cache.
 ///
 /// Back-pressure both ways: when the component fed by `outbox` has a full inbox, the adapter keeps
 /// the refused chunk, stops reading (TCP then slows the peer) and resumes when the consumer collects;
