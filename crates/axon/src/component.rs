@@ -359,11 +359,16 @@ impl Core {
     }
 
     fn find_box(&self, name: &str, dir: Direction) -> Option<Rc<dyn ErasedBox>> {
+        self.box_called(name).filter(|b| b.direction() == dir)
+    }
+
+    /// The box called `name`, if any (names are unique within a component).
+    fn box_called(&self, name: &str) -> Option<Rc<dyn ErasedBox>> {
         self.cell
             .boxes
             .borrow()
             .iter()
-            .find(|b| b.name() == name && b.direction() == dir)
+            .find(|b| b.name() == name)
             .cloned()
     }
 
@@ -651,13 +656,7 @@ impl Core {
     }
 
     pub(crate) fn erased_box(&self, name: &str) -> Result<Rc<dyn ErasedBox>, Error> {
-        self.cell
-            .boxes
-            .borrow()
-            .iter()
-            .find(|b| b.name() == name)
-            .cloned()
-            .ok_or_else(|| self.no_such_box(name))
+        self.box_called(name).ok_or_else(|| self.no_such_box(name))
     }
 
     /// Creates a box carrying the same type as `like`, registers it and returns it. Chassis use this

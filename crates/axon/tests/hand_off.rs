@@ -52,67 +52,47 @@ fn take(log: &Log) -> Vec<String> {
     std::mem::take(&mut *log.borrow_mut())
 }
 
-#[test]
-fn without_a_hand_off_woken_components_run_in_the_order_they_were_woken() {
+/// Sleeping receivers, one per `(tag, daemon, hand off before its delivery)`, are activated; a
+/// sender then delivers to each in order. Returns the order in which everything ran.
+fn order_of_runs(receivers: &[(&'static str, bool, bool)]) -> Vec<String> {
     let log = Log::default();
     let sched = Scheduler::new();
-    let (a, a_in, _) = receiver("a", &log);
-    let (b, b_in, _) = receiver("b", &log);
-    sched.activate(a);
-    sched.activate(b);
+    let mut deliveries = Vec::new();
+    for &(tag, daemon, hand_off) in receivers {
+        let (r, inbox, core) = receiver(tag, &log);
+        core.set_daemon(daemon);
+        sched.activate(r);
+        deliveries.push((inbox, hand_off));
+    }
     settle(&sched);
-    sched.activate(sender(&log, vec![(a_in, false), (b_in, false)]));
+    sched.activate(sender(&log, deliveries));
     settle(&sched);
-    assert_eq!(take(&log), ["sender", "a", "b"]);
+    take(&log)
+}
+
+#[test]
+fn without_a_hand_off_woken_components_run_in_the_order_they_were_woken() {
+    let order = order_of_runs(&[("a", false, false), ("b", false, false)]);
+    assert_eq!(order, ["sender", "a", "b"]);
 }
 
 #[test]
 fn the_component_woken_after_a_hand_off_runs_first() {
-    let log = Log::default();
-    let sched = Scheduler::new();
-    let (a, a_in, _) = receiver("a", &log);
-    let (b, b_in, _) = receiver("b", &log);
-    sched.activate(a);
-    sched.activate(b);
-    settle(&sched);
-    sched.activate(sender(&log, vec![(a_in, false), (b_in, true)]));
-    settle(&sched);
-    assert_eq!(take(&log), ["sender", "b", "a"]);
+    let order = order_of_runs(&[("a", false, false), ("b", false, true)]);
+    assert_eq!(order, ["sender", "b", "a"]);
 }
 
 #[test]
 fn of_two_components_woken_after_a_hand_off_the_later_runs_first() {
     // The slot holds one: the later wake takes it, the earlier goes to the back of the queue.
-    let log = Log::default();
-    let sched = Scheduler::new();
-    let (a, a_in, _) = receiver("a", &log);
-    let (b, b_in, _) = receiver("b", &log);
-    let (c, c_in, _) = receiver("c", &log);
-    for r in [a, b, c] {
-        sched.activate(r);
-    }
-    settle(&sched);
-    sched.activate(sender(
-        &log,
-        vec![(a_in, false), (b_in, true), (c_in, true)],
-    ));
-    settle(&sched);
-    assert_eq!(take(&log), ["sender", "c", "a", "b"]);
+    let order = order_of_runs(&[("a", false, false), ("b", false, true), ("c", false, true)]);
+    assert_eq!(order, ["sender", "c", "a", "b"]);
 }
 
 #[test]
 fn a_daemon_woken_after_a_hand_off_keeps_its_place() {
-    let log = Log::default();
-    let sched = Scheduler::new();
-    let (a, a_in, _) = receiver("a", &log);
-    let (d, d_in, d_core) = receiver("daemon", &log);
-    d_core.set_daemon(true);
-    sched.activate(a);
-    sched.activate(d);
-    settle(&sched);
-    sched.activate(sender(&log, vec![(a_in, false), (d_in, true)]));
-    settle(&sched);
-    assert_eq!(take(&log), ["sender", "a", "daemon"]);
+    let order = order_of_runs(&[("a", false, false), ("daemon", true, true)]);
+    assert_eq!(order, ["sender", "a", "daemon"]);
 }
 
 #[test]

@@ -313,11 +313,9 @@ impl ServerCore {
             {
                 core.link_named((&csa_core, "sslready"), (&h, "sslready"))?;
             }
-            let serversignal = match h.find_outbox::<Ipc>("serversignal") {
-                Some(out) => Some(core.link(&out, &self.control)?),
-                None => None,
-            };
-            Ok(serversignal)
+            h.find_outbox::<Ipc>("serversignal")
+                .map(|out| core.link(&out, &self.control))
+                .transpose()
         })();
         let serversignal = match wired {
             Ok(s) => s,
