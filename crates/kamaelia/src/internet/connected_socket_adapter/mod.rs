@@ -313,25 +313,46 @@ enum Next {
     Hibernate,
 }
 
-/// The clocks behind the idle, read and write-stall timeouts.
+/// The clocks behind the idle, read and write-stall timeouts and hibernation.
+///
+/// Every clock only moves forward, so each deadline derived from one only moves later. That lets
+/// a busy connection skip the deadline arithmetic: `due` is a lower bound on the earliest
+/// timeout, computed when it passes, and each pass of the adapter's loop only moves the clocks and
+/// compares the time with `due` (one clock read, no sums). The same goes for `hibernate_check`.
 struct Clocks {
+    /// The scheduler's clock at the last pass.
+    now: Instant,
     activity: Instant,
     seen_total: u64,
     window_start: Instant,
     window_in: u64,
     stall_since: Instant,
     stall_out: u64,
+    /// No timeout can run out before this.
+    due: Instant,
+    /// Whether `due` counts the write-stall deadline (the stall clock was running when it was set).
+    stall_in_due: bool,
+    /// The connection cannot be due to hibernate before this.
+    hibernate_check: Instant,
 }
 
 impl Clocks {
-    fn new(now: Instant) -> Self {
+    fn new(now: Instant, cfg: &CsaConfig) -> Self {
+        let earliest = [cfg.idle_timeout, cfg.read_timeout]
+            .into_iter()
+            .flatten()
+            .min();
         Self {
+            now,
             activity: now,
             seen_total: 0,
             window_start: now,
             window_in: 0,
             stall_since: now,
             stall_out: 0,
+            due: earliest.map_or(now, |t| now + t),
+            stall_in_due: false,
+            hibernate_check: now + cfg.hibernate_after.unwrap_or_default(),
         }
     }
 }
@@ -1010,9 +1031,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         false
     }
 
-    fn handshake_expired(&self, flags: &mut Flags) -> Option<CloseReason> {
+    fn handshake_expired(&self, flags: &mut Flags, now: Instant) -> Option<CloseReason> {
         let deadline = flags.handshake_deadline?;
-        (axon::now() >= deadline).then(|| {
+        (now >= deadline).then(|| {
             flags.handshake_deadline = None;
             let _ = self
                 .sslready
@@ -1032,23 +1053,47 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     /// Ends the connection if one of its timeouts has run out. `now` is the scheduler's clock
     /// ([`axon::now`], one read per cycle rather than one per wake-up): it lags the real time by at
     /// most one scheduler cycle, far below any timeout's resolution.
+    ///
+    /// Moves the clocks on every pass; compares them with their timeouts only once `now` reaches
+    /// [`Clocks::due`], the earliest any of them could run out, and then sets `due` again.
     fn check_timeouts(&self, f: &Flags, c: &mut Clocks, now: Instant) -> Option<CloseReason> {
         let cfg = &self.config;
         let (bytes_in, bytes_out) = (self.counters.bytes_in(), self.counters.bytes_out());
+        c.now = now;
         let total = bytes_in + bytes_out;
         if total != c.seen_total {
             c.seen_total = total;
             c.activity = now;
         }
+        // Closed, or held back by our own consumer: not the peer's fault.
+        let reading = f.read_open && f.held.is_none();
+        if cfg.read_timeout.is_some() && !reading {
+            c.window_start = now;
+            c.window_in = bytes_in;
+        }
+        // The stall clock runs only while something is queued and nothing gets written.
+        let mut stalling = false;
+        if let Some(t) = cfg.write_stall_timeout {
+            if bytes_out != c.stall_out || !self.has_queued(f) {
+                c.stall_since = now;
+                c.stall_out = bytes_out;
+            } else {
+                stalling = true;
+                if !c.stall_in_due {
+                    // It has just started: `due` did not count it.
+                    c.due = c.due.min(c.stall_since + t);
+                    c.stall_in_due = true;
+                }
+            }
+        }
+        if now < c.due {
+            return None;
+        }
         if cfg.idle_timeout.is_some_and(|t| now >= c.activity + t) {
             return Some(CloseReason::Timeout("idle"));
         }
-        if let Some(t) = cfg.read_timeout {
-            if !f.read_open || f.held.is_some() {
-                // Closed, or held back by our own consumer: not the peer's fault.
-                c.window_start = now;
-                c.window_in = bytes_in;
-            } else if now >= c.window_start + t {
+        if let Some(t) = cfg.read_timeout.filter(|_| reading) {
+            if now >= c.window_start + t {
                 let got = bytes_in - c.window_in;
                 if got > 0 && got < cfg.read_min_bytes as u64 {
                     return Some(CloseReason::Timeout("read"));
@@ -1057,14 +1102,27 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 c.window_in = bytes_in;
             }
         }
-        if let Some(t) = cfg.write_stall_timeout {
-            if !self.has_queued(f) || bytes_out != c.stall_out {
-                c.stall_since = now;
-                c.stall_out = bytes_out;
-            } else if now >= c.stall_since + t {
-                return Some(CloseReason::Timeout("write stall"));
-            }
+        if stalling
+            && cfg
+                .write_stall_timeout
+                .is_some_and(|t| now >= c.stall_since + t)
+        {
+            return Some(CloseReason::Timeout("write stall"));
         }
+        // Each deadline as its clock stands now; a clock that moves only makes its deadline later.
+        c.stall_in_due = stalling;
+        let deadlines = [
+            cfg.idle_timeout.map(|t| c.activity + t),
+            cfg.read_timeout.map(|t| c.window_start + t),
+            cfg.write_stall_timeout
+                .filter(|_| stalling)
+                .map(|t| c.stall_since + t),
+        ];
+        c.due = deadlines
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + Duration::from_secs(24 * 3600));
         None
     }
 
@@ -1076,35 +1134,36 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             || self.tls_wants_write()
     }
 
-    /// The earliest moment a timeout could run out, if any applies.
-    fn next_deadline(&self, f: &Flags, c: Option<&Clocks>) -> Option<Instant> {
+    /// When to look at the deadlines again if nothing wakes the adapter before: the TLS handshake
+    /// deadline, [`Clocks::due`] (lowered if the write-stall clock started during the pass), and
+    /// hibernation. No clock read: the clocks were set by the pass that just ended.
+    fn next_deadline(&self, f: &Flags, c: Option<&mut Clocks>) -> Option<Instant> {
         let mut next = f.handshake_deadline;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
         if let Some(c) = c {
             let cfg = &self.config;
-            consider(cfg.idle_timeout.map(|t| c.activity + t));
-            if self.hibernate_to.is_some() {
+            if let Some(t) = cfg.write_stall_timeout {
+                // The pass may have queued what the peer does not take: the stall clock starts
+                // from its last reset, at the start of the pass.
+                if !c.stall_in_due && self.has_queued(f) {
+                    c.due = c.due.min(c.stall_since + t);
+                    c.stall_in_due = true;
+                }
+            }
+            if cfg.idle_timeout.is_some()
+                || cfg.read_timeout.is_some()
+                || cfg.write_stall_timeout.is_some()
+            {
+                next = Some(next.map_or(c.due, |n| n.min(c.due)));
+            }
+            if let (Some(t), true) = (cfg.hibernate_after, self.hibernate_to.is_some()) {
                 // Past due but something was still in flight: look again after another period
                 // (a deadline in the past would wake the adapter at once, again and again).
-                let now = axon::now();
-                consider(cfg.hibernate_after.map(|t| {
-                    let due = c.activity + t;
-                    if due > now {
-                        due
-                    } else {
-                        now + t
-                    }
-                }));
-            }
-            if f.read_open && f.held.is_none() {
-                consider(cfg.read_timeout.map(|t| c.window_start + t));
-            }
-            if self.has_queued(f) {
-                consider(cfg.write_stall_timeout.map(|t| c.stall_since + t));
+                let h = if c.hibernate_check > c.now {
+                    c.hibernate_check
+                } else {
+                    c.now + t
+                };
+                next = Some(next.map_or(h, |n| n.min(h)));
             }
         }
         next
@@ -1112,7 +1171,21 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
 
     /// One pass of the adapter's loop: handles what arrived, writes and reads what it can, and
     /// says what to do next.
-    fn step(&mut self, flags: &mut Flags, mut clocks: Option<&mut Clocks>) -> Next {
+    ///
+    /// `fired`: the deadline of the timer that woke the adapter, if one did. The time is at least
+    /// that, whatever the scheduler's clock (read once per cycle) still says; without it, a
+    /// deadline between that clock and the real time would look not yet due, the timer would fire
+    /// again at once, and the adapter would go round without end inside one poll.
+    fn step(
+        &mut self,
+        flags: &mut Flags,
+        mut clocks: Option<&mut Clocks>,
+        fired: Option<Instant>,
+    ) -> Next {
+        let now = || {
+            let now = axon::now();
+            fired.map_or(now, |f| now.max(f))
+        };
         while let Some(c) = self.control.recv_now() {
             if let Ipc::Abort(_) = c {
                 // Linger 0: closing sends RST and drops whatever the kernel still holds.
@@ -1141,11 +1214,13 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 return Next::End(reason);
             }
         }
-        if let Some(reason) = self.handshake_expired(flags) {
-            return Next::End(reason);
+        if flags.handshake_deadline.is_some() {
+            if let Some(reason) = self.handshake_expired(flags, now()) {
+                return Next::End(reason);
+            }
         }
         if let Some(clocks) = clocks.as_deref_mut() {
-            if let Some(reason) = self.check_timeouts(flags, clocks, axon::now()) {
+            if let Some(reason) = self.check_timeouts(flags, clocks, now()) {
                 return Next::End(reason);
             }
         }
@@ -1195,17 +1270,27 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     /// flight anywhere: no byte queued either way, in the adapter, in its inboxes or in the
     /// handler's inbox, no half-close under way, no TLS, and the socket drained with a readiness
     /// notice requested.
-    fn may_hibernate(&self, f: &Flags, c: &Clocks) -> bool {
+    ///
+    /// Costs a comparison while [`Clocks::hibernate_check`] is ahead; once it passes, it moves up
+    /// to the real deadline if activity put that later, and stays put (so every pass looks again)
+    /// while the deadline has passed but something is in flight.
+    fn may_hibernate(&self, f: &Flags, c: &mut Clocks) -> bool {
         let Some(after) = self.config.hibernate_after else {
             return false;
         };
+        if c.now < c.hibernate_check || self.hibernate_to.is_none() {
+            return false;
+        }
+        let at = c.activity + after;
+        if c.now < at {
+            c.hibernate_check = at;
+            return false;
+        }
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             return false;
         }
-        self.hibernate_to.is_some()
-            && axon::now() >= c.activity + after
-            && f.read_open
+        f.read_open
             && f.write_open
             && !f.finishing
             && !f.eof_unreported
@@ -1330,10 +1415,11 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
             let mut clocks = csa
                 .config
                 .has_timeouts()
-                .then(|| Clocks::new(Instant::now()));
+                .then(|| Clocks::new(axon::now(), &csa.config));
             let mut timer: Option<axon::Sleep> = None;
+            let mut fired = None;
             let reason = loop {
-                match csa.step(&mut flags, clocks.as_mut()) {
+                match csa.step(&mut flags, clocks.as_mut(), fired.take()) {
                     Next::End(reason) => break reason,
                     Next::Yield => axon::yield_now().await,
                     Next::Hibernate => {
@@ -1352,14 +1438,14 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                     // One timer for all deadlines, moved only when a deadline comes *earlier*: when
                     // it fires the loop re-checks the real deadlines and re-arms, so busy
                     // connections do not touch the scheduler's timers per message.
-                    Next::Wait => match csa.next_deadline(&flags, clocks.as_ref()) {
+                    Next::Wait => match csa.next_deadline(&flags, clocks.as_mut()) {
                         Some(deadline) => {
                             if timer.as_ref().is_none_or(|t| t.deadline() > deadline) {
                                 timer = Some(axon::sleep_until(deadline));
                             }
                             if let Some(t) = timer.as_mut() {
                                 if race(csa.pause(&flags), t).await {
-                                    timer = None;
+                                    fired = timer.take().map(|t| t.deadline());
                                 }
                             }
                         }
