@@ -290,21 +290,36 @@ pub(crate) struct Inner {
 
 thread_local! {
     static CURRENT: RefCell<Vec<Rc<Inner>>> = const { RefCell::new(Vec::new()) };
+    /// The current scheduler's clock ([`Inner::now`]), kept beside it so that [`crate::now`], read
+    /// several times per message, is one thread-local load.
+    static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The current scheduler's clock, if a scheduler is running on this thread.
+#[inline]
+pub(crate) fn current_now() -> Option<Instant> {
+    NOW.with(Cell::get)
 }
 
 /// Makes `inner` the current scheduler of this thread until dropped.
-struct Enter;
+struct Enter {
+    /// The clock of the scheduler that was current before (schedulers nest).
+    outer_now: Option<Instant>,
+}
 
 impl Enter {
     fn new(inner: &Rc<Inner>) -> Self {
         CURRENT.with(|c| c.borrow_mut().push(inner.clone()));
-        Self
+        Self {
+            outer_now: NOW.replace(Some(inner.now.get())),
+        }
     }
 }
 
 impl Drop for Enter {
     fn drop(&mut self) {
         CURRENT.with(|c| c.borrow_mut().pop());
+        NOW.set(self.outer_now);
     }
 }
 
@@ -358,9 +373,10 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
 }
 
 impl Inner {
-    /// The scheduler's clock: see [`crate::now`].
-    pub(crate) fn now(&self) -> Instant {
-        self.now.get()
+    /// Sets the clock (the scheduler is the current one: it is cycling).
+    fn set_now(&self, now: Instant) {
+        self.now.set(now);
+        NOW.set(Some(now));
     }
 
     /// Lets the component being polled hand off (see [`hand_off`]); false if none is or it is a
@@ -554,7 +570,7 @@ impl Scheduler {
 
     /// One cycle. Returns false once no component is left.
     fn cycle(&self, may_block: bool) -> bool {
-        self.inner.now.set(Instant::now());
+        self.inner.set_now(Instant::now());
         let inner = &self.inner;
         self.take_remote_wakes();
         // `try_tick` polls what was runnable at the start of the cycle, once each. `run` keeps
@@ -584,7 +600,7 @@ impl Scheduler {
             Some(Duration::ZERO)
         };
         self.park(timeout);
-        self.inner.now.set(Instant::now());
+        self.inner.set_now(Instant::now());
         self.take_remote_wakes();
         self.fire_timers();
         let slowmo = inner.slowmo.get();
@@ -615,7 +631,7 @@ impl Scheduler {
             return;
         }
         let now = Instant::now();
-        self.inner.now.set(now);
+        self.inner.set_now(now);
         while timers.first_key_value().is_some_and(|(k, _)| k.0 <= now) {
             if let Some(cell) = timers.pop_first().and_then(|(_, c)| c.upgrade()) {
                 cell.wake();

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::scheduler::{with_current, TimerKey};
+use crate::scheduler::{current_now, with_current, TimerKey};
 
 /// Waits for `duration`. Must be awaited inside a component running on a scheduler.
 ///
@@ -40,8 +40,9 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// let before = std::time::Instant::now();
 /// assert!(axon::now() >= before);
 /// ```
+#[inline]
 pub fn now() -> Instant {
-    with_current(|s| s.map(|s| s.now())).unwrap_or_else(Instant::now)
+    current_now().unwrap_or_else(Instant::now)
 }
 
 /// Waits until `deadline`. Must be awaited inside a component running on a scheduler.
