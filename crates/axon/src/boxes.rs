@@ -115,6 +115,36 @@ impl<W> Few<W> {
         }
     }
 
+    /// Appends `w` and returns its position.
+    fn push_at(&mut self, w: W) -> usize {
+        self.push(w);
+        self.len() - 1
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::None => 0,
+            Self::One(_) => 1,
+            Self::Many(v) => v.len(),
+        }
+    }
+
+    /// Removes the item at `i` (the last one takes its place) and returns a reference to the
+    /// item now at `i`, if any.
+    fn swap_remove(&mut self, i: usize) -> Option<&W> {
+        match self {
+            Self::None => None,
+            Self::One(_) => {
+                *self = Self::None;
+                None
+            }
+            Self::Many(v) => {
+                v.swap_remove(i);
+                v.get(i)
+            }
+        }
+    }
+
     /// Takes every item out, leaving the list empty.
     fn take_all(&mut self) -> Vec<W> {
         match std::mem::take(self) {
@@ -140,7 +170,11 @@ struct Links<T> {
     waiters: Few<Weak<ComponentCell>>,
     /// How many times this box has been linked to a target: tells a link from a later one between
     /// the same two boxes.
-    epoch: u64,
+    epoch: u32,
+    /// Where this box is in its target's `sources`, while it has a target: an unlink then costs
+    /// the same however many boxes feed that target (a selector's or a server's inbox is fed by
+    /// one box per open connection).
+    slot: u32,
 }
 
 impl<T> Default for Links<T> {
@@ -151,6 +185,7 @@ impl<T> Default for Links<T> {
             resolved: None,
             waiters: Few::None,
             epoch: 0,
+            slot: 0,
         }
     }
 }
@@ -372,10 +407,11 @@ impl<T: 'static> BoxNode<T> {
         {
             let mut l = src.links_mut();
             l.target = Some(dst.clone());
-            l.epoch += 1;
+            l.epoch = l.epoch.wrapping_add(1);
             l.resolved = Some(fin.clone());
         }
-        dst.links_mut().sources.push(Rc::downgrade(src));
+        let slot = Self::add_source(dst, src);
+        src.links_mut().slot = slot;
         Self::resolve_upstream(src, &fin);
         Self::wake_tree_waiters(src);
         // Messages already in the source's own storage move on to the new destination (Axon).
@@ -393,11 +429,12 @@ impl<T: 'static> BoxNode<T> {
         let Some(target) = src.links_mut().target.take() else {
             return;
         };
-        src.links_mut().resolved = None;
-        target
-            .links_mut()
-            .sources
-            .retain(|w| !std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
+        let slot = {
+            let mut l = src.links_mut();
+            l.resolved = None;
+            l.slot as usize
+        };
+        Self::remove_source(&target, src, slot);
         Self::resolve_upstream(src, src);
         // The cut tree no longer feeds the old final box: its producers' registrations there go
         // (waking them below makes each register again with what it feeds now, if it still waits).
@@ -412,6 +449,46 @@ impl<T: 'static> BoxNode<T> {
         }
         // The cut tree feeds `src` now: producers waiting for room may have it.
         Self::wake_tree_waiters(src);
+    }
+
+    /// Records `src` as feeding `dst` and returns its slot there. Sources dropped without being
+    /// unlinked are cleared out first whenever the list would have to grow, so they cost nothing
+    /// per link on average.
+    fn add_source(dst: &Rc<Self>, src: &Rc<Self>) -> u32 {
+        let mut l = dst.links_mut();
+        if let Few::Many(v) = &mut l.sources {
+            if v.len() == v.capacity() && v.iter().any(|w| w.strong_count() == 0) {
+                v.retain(|w| w.strong_count() > 0);
+                for (i, w) in v.iter().enumerate() {
+                    if let Some(s) = w.upgrade() {
+                        s.links_mut().slot = i as u32;
+                    }
+                }
+            }
+        }
+        l.sources.push_at(Rc::downgrade(src)) as u32
+    }
+
+    /// Takes `src` out of `dst`'s sources, where it sits at `slot`; the source moved into its place
+    /// learns its new slot.
+    fn remove_source(dst: &Rc<Self>, src: &Rc<Self>, slot: usize) {
+        let mut l = dst.links_mut();
+        let at_slot = l
+            .sources
+            .iter()
+            .nth(slot)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
+        if !at_slot {
+            // Not where it should be (cannot happen, but a scan is still right).
+            l.sources
+                .retain(|w| !std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
+            return;
+        }
+        let moved = l.sources.swap_remove(slot).and_then(Weak::upgrade);
+        drop(l);
+        if let Some(m) = moved {
+            m.links_mut().slot = slot as u32;
+        }
     }
 
     /// The owners of the outboxes in the tree rooted at `node` (itself included).
@@ -522,7 +599,10 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
     }
 
     fn link_epoch(&self) -> u64 {
-        self.links.borrow().as_deref().map_or(0, |l| l.epoch)
+        self.links
+            .borrow()
+            .as_deref()
+            .map_or(0, |l| u64::from(l.epoch))
     }
 
     fn detach(self: Rc<Self>) {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use crate::boxes::{BoxSpec, Direction, ErasedBox, Inbox, Outbox};
+use crate::children::Children;
 use crate::error::Error;
 use crate::linkage::{Linkable, Linkage};
 use crate::scheduler::RunQueue;
@@ -79,10 +80,12 @@ pub(crate) struct ComponentCell {
 /// Rarely used parts of a component, allocated only when used, so an idle component stays small.
 ///
 /// A connection's two components each have one: parents and linkages (a few of each, grown one
-/// slot at a time, see [`push_small`]), no children, no resources (boxed away: 80 bytes, not 112).
+/// slot at a time, see [`push_small`]), no children, no resources (both boxed away: 64 bytes, not
+/// 128).
 #[derive(Default)]
 pub(crate) struct Extra {
-    pub(crate) children: Vec<Core>,
+    /// Boxed: most components have none, and a server's list keeps an index.
+    pub(crate) children: Option<Box<Children>>,
     pub(crate) parents: Vec<Weak<ComponentCell>>,
     pub(crate) postoffice: Vec<Linkage>,
     pub(crate) resources: Option<Box<Resources>>,
@@ -543,6 +546,9 @@ impl Core {
         let removed: Vec<Linkage> = self
             .cell
             .if_extra(|e| {
+                if !e.postoffice.iter().any(|l| l.involves(other.id())) {
+                    return Vec::new();
+                }
                 let (gone, kept) = std::mem::take(&mut e.postoffice)
                     .into_iter()
                     .partition(|l| l.involves(other.id()));
@@ -573,8 +579,14 @@ impl Core {
 
     /// Makes `child` a child of this component: when the child ends, this component is woken
     /// (Axon's `addChildren`). The child is *not* activated.
+    /// Adding a child it already has changes nothing.
     pub fn add_child(&self, child: &Core) {
-        self.cell.with_extra(|e| e.children.push(child.clone()));
+        let added = self
+            .cell
+            .with_extra(|e| e.children.get_or_insert_with(Box::default).add(child));
+        if !added {
+            return;
+        }
         let parent = Rc::downgrade(&self.cell);
         child
             .cell
@@ -589,10 +601,14 @@ impl Core {
     }
 
     /// Forgets a child: it no longer wakes this component, and every linkage this component made
-    /// that involves the child is removed (Axon's `removeChild`).
+    /// that involves the child is removed (Axon's `removeChild`). Costs the same however many
+    /// children there are.
     pub fn remove_child(&self, child: &Core) {
-        self.cell
-            .if_extra(|e| e.children.retain(|c| c.id() != child.id()));
+        self.cell.if_extra(|e| {
+            if let Some(children) = &mut e.children {
+                children.remove(child.id());
+            }
+        });
         let me = Rc::as_ptr(&self.cell);
         child
             .cell
@@ -603,7 +619,8 @@ impl Core {
     /// The current children (Axon's `childComponents`).
     pub fn children(&self) -> Vec<Core> {
         self.cell
-            .if_extra(|e| e.children.clone())
+            .if_extra(|e| e.children.as_ref().map(|c| c.iter().cloned().collect()))
+            .flatten()
             .unwrap_or_default()
     }
 

@@ -80,6 +80,7 @@
 
 mod boxes;
 mod chassis;
+mod children;
 mod component;
 mod error;
 pub mod ipc;
