@@ -479,7 +479,11 @@ impl<T: 'static> BoxNode<T> {
             .nth(slot)
             .is_some_and(|w| std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
         if !at_slot {
-            // Not where it should be (cannot happen, but a scan is still right).
+            // Not where it should be: a bookkeeping bug, caught in tests; a scan is still right.
+            debug_assert!(
+                false,
+                "a linked box is not at its slot in its target's sources"
+            );
             l.sources
                 .retain(|w| !std::ptr::eq(w.as_ptr(), Rc::as_ptr(src)));
             return;

@@ -202,3 +202,67 @@ fn a_linkage_handle_controls_only_its_own_link() {
     a.outbox.send("new link".into()).unwrap();
     assert_eq!(c.inbox.recv_now().as_deref(), Some("new link"));
 }
+
+/// Many outboxes feed one inbox (a selector's or a server's, one per open connection), and they
+/// are cut in an order unlike the order they were linked, some relinked, some dropped without an
+/// unlink: after every step each outbox still linked delivers to the inbox, each one cut does not.
+#[test]
+fn cutting_any_of_many_links_into_one_inbox_leaves_the_others_delivering() {
+    let sink = comp("Sink");
+    let mut feeders: Vec<Option<(B, axon::Linkage)>> = (0..100)
+        .map(|_| {
+            let f = comp("Feeder");
+            let l = axon::link(&f.outbox, &sink.inbox).unwrap();
+            Some((f, l))
+        })
+        .collect();
+    let check = |feeders: &[Option<(B, axon::Linkage)>]| {
+        for (i, f) in feeders.iter().enumerate() {
+            if let Some((f, l)) = f {
+                assert!(l.is_live(), "feeder {i} is still linked");
+                f.outbox.send(format!("from {i}")).unwrap();
+                assert_eq!(sink.inbox.recv_now(), Some(format!("from {i}")));
+            }
+        }
+        assert_eq!(sink.inbox.recv_now(), None);
+    };
+    check(&feeders);
+    for step in 0..100usize {
+        let i = (step * 37) % 100; // every index once, scattered
+        let Some((f, l)) = feeders[i].take() else {
+            continue;
+        };
+        match step % 4 {
+            // Cut, and the cut outbox no longer reaches the sink.
+            0 | 1 => {
+                l.unlink();
+                assert!(!l.is_live());
+                f.outbox.send("cut".to_owned()).unwrap();
+                assert_eq!(sink.inbox.recv_now(), None);
+            }
+            // Cut and linked again: a new linkage, in a new place in the sink's list.
+            2 => {
+                l.unlink();
+                let again = axon::link(&f.outbox, &sink.inbox).unwrap();
+                feeders[i] = Some((f, again));
+            }
+            // Dropped without an unlink: the sink forgets it when its list is next tidied.
+            _ => drop((f, l)),
+        }
+        check(&feeders);
+    }
+    // Linking more after all that still works (the list is tidied as it grows).
+    let late: Vec<(B, axon::Linkage)> = (0..300)
+        .map(|_| {
+            let f = comp("Late");
+            let l = axon::link(&f.outbox, &sink.inbox).unwrap();
+            (f, l)
+        })
+        .collect();
+    for (f, l) in late.iter().rev() {
+        f.outbox.send("late".to_owned()).unwrap();
+        assert_eq!(sink.inbox.recv_now(), Some("late".to_owned()));
+        l.unlink();
+    }
+    check(&feeders);
+}
