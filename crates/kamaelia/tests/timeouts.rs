@@ -526,3 +526,21 @@ fn abort_of_an_idle_connection_is_a_reset_not_an_orderly_close() {
     other.assert_open("the other connection");
     other.round_trip(&net.sched, 1000, 14);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Degenerate settings
+
+/// Zero-length timeouts are allowed by the API (`Some(Duration::ZERO)`). A read window of zero
+/// made the adapter's next deadline "now" after every pass, so its timer fired inside the same poll,
+/// again and again, and the scheduler never got the poll back (a regression shows as this test
+/// hanging). Now the adapter looks again a millisecond later at the soonest; the connection works.
+#[test]
+fn a_zero_read_window_neither_hangs_the_scheduler_nor_ends_a_working_connection() {
+    let net = Net::new();
+    let config = CsaConfig::default().read_timeout(Some(Duration::ZERO), 1);
+    let mut c = net.conn(Buffers::default(), config);
+    c.round_trip(&net.sched, 1000, 21);
+    net.run_for(Duration::from_millis(50), || {});
+    c.assert_open("the connection with a zero read window");
+    c.round_trip(&net.sched, 1000, 22);
+}

@@ -357,6 +357,10 @@ impl Clocks {
     }
 }
 
+/// The soonest the adapter looks at its deadlines again after a pass (see
+/// `ConnectedSocketAdapter::next_deadline`).
+const MIN_RECHECK: Duration = Duration::from_millis(1);
+
 /// A new process-unique connection id.
 pub(crate) fn next_connection_id() -> ConnectionId {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -1165,6 +1169,10 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 };
                 next = Some(next.map_or(h, |n| n.min(h)));
             }
+            // Zero-length timeouts (allowed: `Some(Duration::ZERO)`) would put the next look at
+            // "now" after every pass, and a timer due at once fires inside the same poll, round and
+            // round: the scheduler would never get the poll back.
+            next = next.map(|n| n.max(c.now + MIN_RECHECK));
         }
         next
     }
