@@ -80,8 +80,8 @@ pub(crate) struct ComponentCell {
 /// Rarely used parts of a component, allocated only when used, so an idle component stays small.
 ///
 /// A connection's two components each have one: parents and linkages (a few of each, grown one
-/// slot at a time, see [`push_small`]), no children, no resources (both boxed away: 64 bytes, not
-/// 128).
+/// slot at a time, see [`push_small`]), no children, no resources (both boxed away, so the part
+/// is 64 bytes).
 #[derive(Default)]
 pub(crate) struct Extra {
     /// Boxed: most components have none, and a server's list keeps an index.
