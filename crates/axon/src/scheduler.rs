@@ -290,8 +290,8 @@ pub(crate) struct Inner {
 
 thread_local! {
     static CURRENT: RefCell<Vec<Rc<Inner>>> = const { RefCell::new(Vec::new()) };
-    /// The current scheduler's clock ([`Inner::now`]), kept beside it so that [`crate::now`], read
-    /// several times per message, is one thread-local load.
+    /// The current scheduler's clock (a copy of its `now`), kept beside it so that [`crate::now`],
+    /// read several times per message, is one thread-local load.
     static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
