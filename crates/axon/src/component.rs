@@ -826,7 +826,7 @@ impl Future for Pause<'_> {
 /// A component: something with a [`Core`] and a `main` the scheduler runs (Axon's `component`).
 ///
 /// Write the boxes as fields (created from the core with [`Core::inbox`] / [`Core::outbox`], or use
-/// [`Boxes`](crate::Boxes) for the four defaults) and the behaviour in [`Component::main`]. The
+/// [`Boxes`] for the four defaults) and the behaviour in [`Component::main`]. The
 /// component ends when `main` returns; the scheduler then wakes its parents and removes the
 /// linkages it made.
 ///

@@ -10,7 +10,7 @@
 //!
 //! A component is runnable after a message is delivered to any of its inboxes, a collection from an
 //! inbox its outbox feeds (when it asked for that), a timer it set, a child ending, or a wake from
-//! another thread through its [`Waker`](std::task::Waker). Wakes inside the scheduler are plain
+//! another thread through its [`Waker`]. Wakes inside the scheduler are plain
 //! queue pushes: no atomics, no allocation.
 //!
 //! # Panics in components

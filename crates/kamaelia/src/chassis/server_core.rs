@@ -1,5 +1,5 @@
-//! [`ServerCore`] and [`SimpleServer`]: a TCP server that runs one protocol-handler component per
-//! connection (Kamaelia's `Kamaelia.Chassis.ConnectedServer`).
+//! [`ServerCore`] and [`simple_server`] (Kamaelia's `SimpleServer`): a TCP server that runs one
+//! protocol-handler component per connection (Kamaelia's `Kamaelia.Chassis.ConnectedServer`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
