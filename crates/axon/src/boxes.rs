@@ -77,11 +77,7 @@ enum Few<W> {
 
 impl<W> Few<W> {
     fn is_empty(&self) -> bool {
-        match self {
-            Self::None => true,
-            Self::One(_) => false,
-            Self::Many(v) => v.is_empty(),
-        }
+        self.len() == 0
     }
 
     fn push(&mut self, w: W) {

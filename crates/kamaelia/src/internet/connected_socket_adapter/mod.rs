@@ -275,11 +275,16 @@ impl CsaConfig {
         self
     }
 
-    fn has_timeouts(&self) -> bool {
-        self.hibernate_after.is_some()
-            || self.idle_timeout.is_some()
+    /// Whether any timeout can end the connection.
+    fn times_out(&self) -> bool {
+        self.idle_timeout.is_some()
             || self.read_timeout.is_some()
             || self.write_stall_timeout.is_some()
+    }
+
+    /// Whether the adapter keeps clocks: for a timeout or for hibernation.
+    fn has_timeouts(&self) -> bool {
+        self.hibernate_after.is_some() || self.times_out()
     }
 }
 
@@ -353,6 +358,15 @@ impl Clocks {
             due: earliest.map_or(now, |t| now + t),
             stall_in_due: false,
             hibernate_check: now + cfg.hibernate_after.unwrap_or_default(),
+        }
+    }
+
+    /// Makes `due` count the write-stall deadline (stall timeout `t`), if it does not yet: the
+    /// stall clock has just started.
+    fn count_stall(&mut self, t: Duration) {
+        if !self.stall_in_due {
+            self.due = self.due.min(self.stall_since + t);
+            self.stall_in_due = true;
         }
     }
 }
@@ -1083,11 +1097,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 c.stall_out = bytes_out;
             } else {
                 stalling = true;
-                if !c.stall_in_due {
-                    // It has just started: `due` did not count it.
-                    c.due = c.due.min(c.stall_since + t);
-                    c.stall_in_due = true;
-                }
+                c.count_stall(t);
             }
         }
         if now < c.due {
@@ -1149,14 +1159,10 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 // The pass may have queued what the peer does not take: the stall clock starts
                 // from its last reset, at the start of the pass.
                 if !c.stall_in_due && self.has_queued(f) {
-                    c.due = c.due.min(c.stall_since + t);
-                    c.stall_in_due = true;
+                    c.count_stall(t);
                 }
             }
-            if cfg.idle_timeout.is_some()
-                || cfg.read_timeout.is_some()
-                || cfg.write_stall_timeout.is_some()
-            {
+            if cfg.times_out() {
                 next = Some(next.map_or(c.due, |n| n.min(c.due)));
             }
             if let (Some(t), true) = (cfg.hibernate_after, self.hibernate_to.is_some()) {
