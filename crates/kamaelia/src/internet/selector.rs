@@ -50,6 +50,8 @@ struct State {
     poll: Poll,
     events: Events,
     entries: Slab<Entry>,
+    /// The selector component is running: it would apply a request as soon as it read it.
+    live: bool,
 }
 
 impl State {
@@ -169,6 +171,21 @@ impl SelectorHandle {
     /// `removeWriter` messages.
     pub fn notify(&self) -> &Inbox<SelectorMsg> {
         &self.notify
+    }
+
+    /// Applies `msg` at once, as the running selector would when it read it from `notify`, or
+    /// gives it back to be sent there: when the selector is not running (it would not read it), or
+    /// `notify` holds earlier requests (this one must not overtake them).
+    ///
+    /// A socket adapter asks for a readiness notice after nearly every message it reads; sent,
+    /// each request is a delivery, a wake of the selector and a poll of it.
+    pub(crate) fn apply_now(&self, msg: SelectorMsg) -> Result<(), SelectorMsg> {
+        let mut st = self.state.borrow_mut();
+        if !st.live || !self.notify.is_empty() {
+            return Err(msg);
+        }
+        st.apply(msg);
+        Ok(())
     }
 
     /// Whether the peer's FIN (or an error) has been reported for `token`. Until it has, a read
@@ -322,6 +339,7 @@ impl Selector {
                 poll,
                 events: Events::with_capacity(EVENTS),
                 entries: Slab::new(),
+                live: false,
             })),
             waker,
         })
@@ -344,11 +362,13 @@ impl fmt::Debug for Selector {
     }
 }
 
-/// Gives the scheduler its plain wait back when the selector ends, however it ends.
-struct Uninstall(Option<Scheduler>);
+/// Gives the scheduler its plain wait back when the selector ends, however it ends, and sends
+/// later requests to `notify` again (where nobody reads them).
+struct Uninstall(Option<Scheduler>, Rc<RefCell<State>>);
 
 impl Drop for Uninstall {
     fn drop(&mut self) {
+        self.1.borrow_mut().live = false;
         if let Some(sched) = self.0.take() {
             sched.set_driver(Box::new(ThreadParker::new()));
             let _ = sched.deregister_service(SERVICE);
@@ -369,7 +389,8 @@ impl Component for Selector {
                 waker: self.waker.clone(),
             }));
         }
-        let _uninstall = Uninstall(sched);
+        self.state.borrow_mut().live = true;
+        let _uninstall = Uninstall(sched, self.state.clone());
         loop {
             while let Some(msg) = self.notify.recv_now() {
                 self.state.borrow_mut().apply(msg);
@@ -381,5 +402,68 @@ impl Component for Selector {
             }
             self.core.pause_for_delivery().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registered socket (kept alive with its peer) and an inbox for its notices.
+    fn registered(h: &SelectorHandle) -> (Token, Inbox<Readiness>, impl Sized) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut ours = mio::net::TcpStream::from_std(ours);
+        let token = h.register(&mut ours).unwrap();
+        let owner = Core::new("Owner");
+        let reply = owner.inbox("ReadReady", "notices");
+        (token, reply, (ours, peer, owner))
+    }
+
+    fn new_reader(token: Token, reply: &Inbox<Readiness>) -> SelectorMsg {
+        SelectorRequest::NewReader {
+            caller: axon::ComponentId(0),
+            reply: reply.clone(),
+            selectable: token,
+        }
+    }
+
+    #[test]
+    fn a_request_is_applied_at_once_only_while_the_selector_runs_with_nothing_queued() {
+        let selector = Selector::new().unwrap();
+        let h = selector.handle();
+        let (token, reply, _keep) = registered(&h);
+        let reader = |st: &State| st.entries[token.0].reader.is_some();
+
+        // Not running: nobody would read it, so it goes to `notify` like any other.
+        assert!(h.apply_now(new_reader(token, &reply)).is_err());
+        assert!(!reader(&selector.state.borrow()));
+
+        selector.state.borrow_mut().live = true;
+        assert!(h.apply_now(new_reader(token, &reply)).is_ok());
+        assert!(reader(&selector.state.borrow()), "in place at once");
+
+        // Queued requests come first: a new one must go behind them, not overtake them.
+        h.notify()
+            .deliver(SelectorRequest::RemoveReader {
+                caller: axon::ComponentId(0),
+                selectable: token,
+            })
+            .unwrap();
+        assert!(h.apply_now(new_reader(token, &reply)).is_err());
+        assert_eq!(h.notify().len(), 1, "nothing was applied or queued");
+
+        // Readiness remembered before the request is delivered by it, as when read from `notify`.
+        h.notify().recv_now();
+        {
+            let mut st = selector.state.borrow_mut();
+            st.entries[token.0].reader = None;
+            st.entries[token.0].readable = true;
+        }
+        assert!(h.apply_now(new_reader(token, &reply)).is_ok());
+        assert_eq!(reply.recv_now(), Some(Readiness { token }));
+        assert!(!selector.state.borrow().entries[token.0].readable);
     }
 }

@@ -28,6 +28,7 @@ pub(super) enum Chunk {
 impl Chunk {
     /// What a read of `n` bytes out of `want` asked for was: end of stream if none, else the
     /// bytes `cut` off the arena.
+    #[inline]
     pub(super) fn of(n: usize, want: usize, cut: impl FnOnce(usize) -> Bytes) -> Self {
         if n == 0 {
             Chunk::Eof

@@ -593,6 +593,9 @@ impl Flags {
 /// * `signal` — `producerFinished` when the peer has finished sending (EOF: half-close), after
 ///   every byte read has gone out of `outbox`; `shutdownCSA` when the adapter ends.
 /// * `_selectorSignal` — `newReader` / `newWriter` / `removeReader` / `removeWriter` to the selector.
+///   A running selector with nothing queued takes them directly instead (the same change to its
+///   registrations, at the moment it would have made it), so on a live server this outbox stays
+///   quiet; before the selector runs, or behind requests already queued, they go out here in order.
 ///
 /// # How it works
 ///
@@ -844,10 +847,19 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         &self.signal
     }
 
+    /// Hands a request to the selector: applied at once when it is running with nothing queued
+    /// (as it would apply it on reading it, minus the message and its poll), else sent on
+    /// `_selectorSignal` behind the requests already there.
+    fn to_selector(&self, msg: SelectorMsg) {
+        if let Err(msg) = self.conn.selector.apply_now(msg) {
+            let _ = self.selector_signal.send(msg);
+        }
+    }
+
     fn arm_reader(&self, flags: &mut Flags) {
         if !flags.read_armed {
             flags.read_armed = true;
-            let _ = self.selector_signal.send(SelectorRequest::NewReader {
+            self.to_selector(SelectorRequest::NewReader {
                 caller: self.core.id(),
                 reply: self.read_ready.clone(),
                 selectable: self.conn.token,
@@ -858,7 +870,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     fn arm_writer(&self, flags: &mut Flags) {
         if !flags.write_armed {
             flags.write_armed = true;
-            let _ = self.selector_signal.send(SelectorRequest::NewWriter {
+            self.to_selector(SelectorRequest::NewWriter {
                 caller: self.core.id(),
                 reply: self.send_ready.clone(),
                 selectable: self.conn.token,
@@ -1363,7 +1375,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 selectable: self.conn.token,
             },
         ] {
-            let _ = self.selector_signal.send(msg);
+            self.to_selector(msg);
         }
     }
 
