@@ -5,7 +5,7 @@
 //! close. A plain list made each removal a scan of all the others: with ten thousand connections
 //! open, every close read twenty thousand entries.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::component::{ComponentId, Core};
 
@@ -20,8 +20,9 @@ pub(crate) struct Children {
     list: Vec<Option<Core>>,
     /// How many entries of `list` are children.
     live: usize,
-    /// Where each child is in `list`, once the list is long.
-    index: Option<HashMap<ComponentId, usize>>,
+    /// Where each child is in `list`, once the list is long. Ids are handed out by the process,
+    /// so a plain fast hash will do.
+    index: Option<FxHashMap<ComponentId, usize>>,
 }
 
 impl Children {
@@ -32,7 +33,7 @@ impl Children {
             return false;
         }
         if self.index.is_none() && self.list.len() >= INDEX_FROM {
-            self.index = Some(self.positions());
+            self.reindex();
         }
         if let Some(index) = &mut self.index {
             index.insert(id, self.list.len());
@@ -80,18 +81,28 @@ impl Children {
         }
     }
 
-    fn positions(&self) -> HashMap<ComponentId, usize> {
-        self.list
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (c.id(), i)))
-            .collect()
+    /// Rebuilds the index from `list`, in the index's own memory if it has one (sized for the
+    /// list, not more than twice that).
+    fn reindex(&mut self) {
+        let index = self.index.get_or_insert_with(FxHashMap::default);
+        index.clear();
+        index.shrink_to(2 * self.live);
+        index.reserve(self.live);
+        for (i, c) in self.list.iter().enumerate() {
+            if let Some(c) = c {
+                index.insert(c.id(), i);
+            }
+        }
     }
 
     fn compact(&mut self) {
         self.list.retain(Option::is_some);
         self.list.shrink_to(self.list.len().max(INDEX_FROM));
-        self.index = (self.list.len() >= INDEX_FROM).then(|| self.positions());
+        if self.list.len() >= INDEX_FROM {
+            self.reindex();
+        } else {
+            self.index = None;
+        }
     }
 }
 

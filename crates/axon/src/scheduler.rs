@@ -27,7 +27,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -39,6 +39,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
 
 use crate::boxes::Inbox;
 use crate::component::{AnyComponent, Component, ComponentCell, ComponentId, Core, State};
@@ -267,13 +269,15 @@ pub struct Failure {
 
 #[derive(Default)]
 struct Services {
-    services: HashMap<String, (Core, String)>,
-    values: HashMap<String, Box<dyn Any>>,
+    services: FxHashMap<String, (Core, String)>,
+    values: FxHashMap<String, Box<dyn Any>>,
 }
 
 pub(crate) struct Inner {
     runq: Rc<RunQueue>,
-    tasks: RefCell<HashMap<ComponentId, Rc<ComponentCell>>>,
+    /// Keyed by ids this process hands out, so a plain fast hash (no defence against chosen
+    /// keys is needed): every activation and every end looks a component up here.
+    tasks: RefCell<FxHashMap<ComponentId, Rc<ComponentCell>>>,
     /// Armed timers, earliest first. A map, not a heap, so a dropped `Sleep` removes its entry at
     /// once: a component that re-arms a timeout per message does not grow it.
     timers: RefCell<BTreeMap<TimerKey, Weak<ComponentCell>>>,

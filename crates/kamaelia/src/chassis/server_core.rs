@@ -1,7 +1,7 @@
 //! [`ServerCore`] and [`simple_server`] (Kamaelia's `SimpleServer`): a TCP server that runs one
 //! protocol-handler component per connection (Kamaelia's `Kamaelia.Chassis.ConnectedServer`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use axon::ipc::{
 };
 use axon::{AnyComponent, Component, Core, Error, Inbox, Ipc, Linkage, Outbox, Scheduler};
 use bytes::Bytes;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::internet::{
     ConnectionCounters, ConnectionStats, ServerEvent, TcpServer, TcpServerConfig,
@@ -279,7 +280,7 @@ impl ServerCore {
         sched: &Scheduler,
         csa: Box<crate::internet::ConnectedSocketAdapter>,
         info: ConnectionInfo,
-        open: &mut HashMap<ConnectionId, Connection>,
+        open: &mut FxHashMap<ConnectionId, Connection>,
     ) {
         let handler = (self.factory)(&info);
         let (csa_core, h) = (csa.core().clone(), handler.component_core().clone());
@@ -360,8 +361,8 @@ impl ServerCore {
     fn disconnect(
         &self,
         closed: ShutdownCsa,
-        open: &mut HashMap<ConnectionId, Connection>,
-        asleep: &mut HashSet<ConnectionId>,
+        open: &mut FxHashMap<ConnectionId, Connection>,
+        asleep: &mut FxHashSet<ConnectionId>,
         totals: &mut ServerStats,
     ) {
         let Some(id) = closed.connection.map(|c| c.id) else {
@@ -390,8 +391,8 @@ impl ServerCore {
     fn hibernated(
         &self,
         id: ConnectionId,
-        open: &mut HashMap<ConnectionId, Connection>,
-        asleep: &mut HashSet<ConnectionId>,
+        open: &mut FxHashMap<ConnectionId, Connection>,
+        asleep: &mut FxHashSet<ConnectionId>,
         totals: &mut ServerStats,
     ) {
         let Some(conn) = open.remove(&id) else {
@@ -458,8 +459,8 @@ impl Component for ServerCore {
         self.core.add_child(&server_core);
         sched.activate(server);
 
-        let mut open: HashMap<ConnectionId, Connection> = HashMap::new();
-        let mut asleep: HashSet<ConnectionId> = HashSet::new();
+        let mut open: FxHashMap<ConnectionId, Connection> = FxHashMap::default();
+        let mut asleep: FxHashSet<ConnectionId> = FxHashSet::default();
         let mut totals = ServerStats::default();
         let mut stopping = Stopping::No;
         let mut forced = 0usize;

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use axon::ipc::{
 use axon::{Component, Core, Inbox, Ipc, Outbox};
 use mio::net::TcpListener;
 use mio::Token;
+use rustc_hash::FxHashMap;
 
 use super::connected_socket_adapter::{
     ConnectedSocketAdapter, ConnectionStats, CsaConfig, Hibernating,
@@ -259,7 +260,7 @@ impl TcpServer {
     fn accept_one(
         &mut self,
         selector: &SelectorHandle,
-        open: &mut HashMap<ConnectionId, Core>,
+        open: &mut FxHashMap<ConnectionId, Core>,
     ) -> io::Result<()> {
         let Some(listener) = &self.listener else {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -299,7 +300,7 @@ impl TcpServer {
     fn hand_out(
         &mut self,
         mut csa: ConnectedSocketAdapter,
-        open: &mut HashMap<ConnectionId, Core>,
+        open: &mut FxHashMap<ConnectionId, Core>,
     ) -> io::Result<()> {
         if self.config.csa.hibernate_after.is_some() {
             csa.set_hibernate_to(self.hibernating.clone());
@@ -324,7 +325,7 @@ impl TcpServer {
         &self,
         h: Hibernating,
         selector: &SelectorHandle,
-        open: &mut HashMap<ConnectionId, Core>,
+        open: &mut FxHashMap<ConnectionId, Core>,
         dorm: &mut Dormitory,
     ) {
         let connection = h.counters.connection();
@@ -365,7 +366,7 @@ impl TcpServer {
         &mut self,
         token: Token,
         selector: &SelectorHandle,
-        open: &mut HashMap<ConnectionId, Core>,
+        open: &mut FxHashMap<ConnectionId, Core>,
         dorm: &mut Dormitory,
     ) {
         let Some(h) = dorm.remove(token) else {
@@ -514,7 +515,7 @@ impl TcpServer {
         Then::Wait(earliest(run.backoff_until, dorm.next_deadline()))
     }
 
-    fn closed(&self, msg: Ipc, open: &mut HashMap<ConnectionId, Core>) {
+    fn closed(&self, msg: Ipc, open: &mut FxHashMap<ConnectionId, Core>) {
         let Ipc::SocketShutdown(SocketShutdown {
             caller,
             connection,
@@ -574,7 +575,7 @@ impl Component for TcpServer {
         let mut run = Accepting {
             selector,
             token,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             can_accept: true,
             armed: false,
             backoff_until: None,
@@ -607,7 +608,7 @@ impl Component for TcpServer {
 struct Accepting {
     selector: SelectorHandle,
     token: Token,
-    open: HashMap<ConnectionId, Core>,
+    open: FxHashMap<ConnectionId, Core>,
     can_accept: bool,
     /// A readiness notice for the listener has been asked for.
     armed: bool,
@@ -648,7 +649,7 @@ impl Sleeping {
 /// with their idle deadlines in order.
 #[derive(Default)]
 pub(crate) struct Dormitory {
-    sleeping: HashMap<Token, Hibernating>,
+    sleeping: FxHashMap<Token, Hibernating>,
     /// (idle deadline, token, connection id); an entry whose connection has woken or closed is
     /// skipped when it comes up (the id tells a reused token apart).
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
