@@ -335,9 +335,7 @@ impl<T: 'static> BoxNode<T> {
                 owner.wake_for_collection();
             }
         }
-        for src in node.sources() {
-            Self::wake_tree_waiters(&src);
-        }
+        node.for_each_source(|src| Self::wake_tree_waiters(&src));
     }
 
     fn links_mut(&self) -> RefMut<'_, Links<T>> {
@@ -353,14 +351,22 @@ impl<T: 'static> BoxNode<T> {
             .and_then(|l| l.target.clone())
     }
 
-    /// The boxes feeding this one, still alive (no allocation for the usual one or none).
-    fn sources(&self) -> impl Iterator<Item = Rc<Self>> {
+    /// Calls `f` with each box feeding this one that is still alive, with this box's links not
+    /// borrowed (so `f` may change them). Nothing to set up for a box nothing feeds, the usual
+    /// case for the box being linked or cut (a component's outbox); no allocation for one source.
+    #[inline]
+    fn for_each_source(&self, mut f: impl FnMut(Rc<Self>)) {
         let (one, many) = match self.links.borrow().as_deref().map(|l| &l.sources) {
-            None | Some(Few::None) => (None, Vec::new()),
-            Some(Few::One(w)) => (Some(w.clone()), Vec::new()),
+            None | Some(Few::None) => return,
+            Some(Few::One(w)) => (w.upgrade(), Vec::new()),
             Some(Few::Many(v)) => (None, v.to_vec()),
         };
-        one.into_iter().chain(many).filter_map(|w| w.upgrade())
+        if let Some(src) = one {
+            f(src);
+        }
+        for src in many.iter().filter_map(Weak::upgrade) {
+            f(src);
+        }
     }
 
     /// Follows targets to the end of the chain.
@@ -374,10 +380,10 @@ impl<T: 'static> BoxNode<T> {
 
     /// Sets the cached final box of every node feeding `root`, transitively.
     fn resolve_upstream(root: &Rc<Self>, fin: &Rc<Self>) {
-        for src in root.sources() {
+        root.for_each_source(|src| {
             src.links_mut().resolved = Some(fin.clone());
             Self::resolve_upstream(&src, fin);
-        }
+        });
     }
 
     fn link(src: &Rc<Self>, dst: &Rc<Self>) -> Result<(), Error> {
@@ -496,9 +502,7 @@ impl<T: 'static> BoxNode<T> {
         if node.dir == Direction::Out {
             out.push(node.owner.clone());
         }
-        for src in node.sources() {
-            Self::tree_owners(&src, out);
-        }
+        node.for_each_source(|src| Self::tree_owners(&src, out));
     }
 
     fn label(&self) -> String {
@@ -607,9 +611,7 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
 
     fn detach(self: Rc<Self>) {
         BoxNode::unlink(&self);
-        for src in self.sources() {
-            BoxNode::unlink(&src);
-        }
+        self.for_each_source(|src| BoxNode::unlink(&src));
     }
 
     fn new_like(&self, owner: &Core, spec: BoxSpec, dir: Direction) -> Rc<dyn ErasedBox> {
