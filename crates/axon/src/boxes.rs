@@ -283,10 +283,18 @@ impl<T: 'static> BoxNode<T> {
     /// collected from. Costs nothing more when none does, however many outboxes feed the box.
     #[inline]
     fn pop(&self) -> Option<T> {
+        // Small enough to inline: a look at an empty box (a component checks several per pass)
+        // is a flag and a length, with no call.
         let msg = self.queue.borrow_mut().pop_front()?;
+        self.wake_collectors();
+        Some(msg)
+    }
+
+    /// Wakes the producers that sleep until this box is collected from, if any.
+    fn wake_collectors(&self) {
         let waiters = match self.links.borrow_mut().as_deref_mut() {
             Some(l) if !l.waiters.is_empty() => std::mem::take(&mut l.waiters),
-            _ => return Some(msg),
+            _ => return,
         };
         match waiters {
             // The usual case: one producer waits, woken with no list to allocate.
@@ -303,7 +311,6 @@ impl<T: 'static> BoxNode<T> {
                 }
             }
         }
-        Some(msg)
     }
 
     /// Registers `owner` to be woken by the next collection from the final box this outbox feeds
