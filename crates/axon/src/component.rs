@@ -805,6 +805,7 @@ impl fmt::Debug for Pause<'_> {
 impl Future for Pause<'_> {
     type Output = ();
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
         if self.slept {
             return Poll::Ready(());

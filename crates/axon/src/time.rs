@@ -93,6 +93,7 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
         // Once armed, the scheduler's clock decides (no clock read per poll): a deadline it has
         // not seen pass yet is left to the timer, which fires in the cycle that sees it. The first
