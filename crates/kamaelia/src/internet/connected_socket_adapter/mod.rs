@@ -624,7 +624,7 @@ impl Flags {
 /// order), on `shutdownMicroprocess`, or on an I/O error. It then closes the socket and sends, in
 /// order, `socketShutdown` on `CreatorFeedback`, `shutdownCSA` on `signal` (both carrying the
 /// connection id, the peer and local addresses, and the [`CloseReason`]), and `removeReader` /
-/// `removeWriter` on `_selectorSignal` — exactly once.
+/// `removeWriter` to the selector (see `_selectorSignal`) — exactly once.
 ///
 /// The one exception is hibernation ([`CsaConfig::hibernate_after`], only for adapters a
 /// [`TcpServer`](super::TcpServer) makes for a handler that allows it): an adapter idle that long
@@ -1361,8 +1361,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         Ok(())
     }
 
-    /// Asks the selector to drop this adapter's reader and writer registrations (queued after
-    /// any earlier requests, so a later registration under the same token is not touched).
+    /// Asks the selector to drop this adapter's reader and writer registrations, applied before
+    /// the token can be reused or queued behind earlier requests (see `to_selector`), so a later
+    /// registration under the same token is not touched.
     fn remove_registrations(&self) {
         let id = self.core.id();
         for msg in [
