@@ -195,19 +195,31 @@ pub(crate) struct BoxNode<T> {
     /// The size limit; `u32::MAX` means none. (32 bits keep the node small: an idle component's
     /// four boxes are most of its memory.)
     capacity: Cell<u32>,
+    /// This box's flag in its owner's record of deliveries ([`Deliveries`]): its position among
+    /// the owner's boxes, the 64th and later sharing the last flag.
+    flag: u8,
     links: RefCell<Option<Box<Links<T>>>>,
 }
 
 impl<T: 'static> BoxNode<T> {
     fn new(owner: &Rc<ComponentCell>, spec: BoxSpec, dir: Direction) -> Rc<Self> {
+        // The box is registered right after it is made, at the end of the owner's list. (If the
+        // list is being changed, any flag will do: sharing one only makes a flag ambiguous.)
+        let position = owner.boxes.try_borrow().map_or(63, |b| b.len());
         Rc::new(Self {
             spec,
             dir,
             owner: Rc::downgrade(owner),
             queue: RefCell::new(VecDeque::new()),
             capacity: Cell::new(u32::MAX),
+            flag: position.min(63) as u8,
             links: RefCell::new(None),
         })
+    }
+
+    #[inline]
+    fn flag_bit(&self) -> u64 {
+        1 << self.flag
     }
 
     #[inline]
@@ -274,6 +286,7 @@ impl<T: 'static> BoxNode<T> {
             q.push_back(msg);
         }
         if let Some(owner) = self.owner.upgrade() {
+            owner.delivered.set(owner.delivered.get() | self.flag_bit());
             owner.wake();
         }
         Ok(())
@@ -428,6 +441,7 @@ impl<T: 'static> BoxNode<T> {
         if !moved.is_empty() && fin.dir == Direction::In {
             fin.queue.borrow_mut().extend(moved);
             if let Some(owner) = fin.owner.upgrade() {
+                owner.delivered.set(owner.delivered.get() | fin.flag_bit());
                 owner.wake();
             }
         }
@@ -630,6 +644,16 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
     }
 }
 
+/// Which of a component's inboxes had messages delivered to them between two calls of
+/// [`Core::take_deliveries`] (a set of flags, one per box; ask with [`Inbox::delivered_in`]).
+///
+/// A component that looks at several inboxes on every pass, most of them empty most of the time,
+/// can skip the ones nothing was delivered to: each box is an allocation of its own, and at
+/// hundreds of connections looking into one is a cache miss. A flag may be set for a box that
+/// received nothing (boxes past the 64th of a component share one), never the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deliveries(pub(crate) u64);
+
 /// An inbox: a named queue of `T` owned by one component (Axon's `inbox` postbox).
 ///
 /// Delivering a message wakes the owner. Collecting one wakes the producers feeding it that wait
@@ -694,6 +718,14 @@ impl<T: 'static> Inbox<T> {
     /// Whether this box's own storage is empty.
     pub fn is_empty(&self) -> bool {
         !self.data_ready()
+    }
+
+    /// Whether `deliveries` ([`Core::take_deliveries`]) may include a message delivered to this
+    /// box. False means none was: a box that was empty when those deliveries were taken last is
+    /// still empty, and need not be looked at.
+    #[inline]
+    pub fn delivered_in(&self, deliveries: Deliveries) -> bool {
+        deliveries.0 & self.node.flag_bit() != 0
     }
 
     /// Puts a message into this box as if a linked outbox had sent it, following any passthrough

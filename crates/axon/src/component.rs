@@ -75,6 +75,8 @@ pub(crate) struct ComponentCell {
     pub(crate) waker: OnceCell<Waker>,
     pub(crate) boxes: RefCell<Vec<Rc<dyn ErasedBox>>>,
     pub(crate) extra: RefCell<Option<Box<Extra>>>,
+    /// The flags of the boxes delivered to since [`Core::take_deliveries`] last took them.
+    pub(crate) delivered: Cell<u64>,
 }
 
 /// Rarely used parts of a component, allocated only when used, so an idle component stays small.
@@ -229,6 +231,7 @@ impl Core {
                 waker: OnceCell::new(),
                 boxes: RefCell::new(Vec::with_capacity(boxes)),
                 extra: RefCell::new(None),
+                delivered: Cell::new(0),
             }),
         }
     }
@@ -236,6 +239,29 @@ impl Core {
     /// The component's unique id.
     pub fn id(&self) -> ComponentId {
         self.cell.id
+    }
+
+    /// Which of this component's inboxes were delivered to since the last call (see
+    /// [`Deliveries`](crate::Deliveries)), and starts the record afresh.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use axon::{Core, Inbox};
+    ///
+    /// let core = Core::new("Reader");
+    /// let data: Inbox<u8> = core.inbox("inbox", "data");
+    /// let control: Inbox<u8> = core.inbox("control", "signals");
+    /// data.deliver(1).unwrap();
+    /// let d = core.take_deliveries();
+    /// assert!(data.delivered_in(d));
+    /// assert!(!control.delivered_in(d), "nothing for control: no need to look");
+    /// assert!(!data.delivered_in(core.take_deliveries()), "taken");
+    /// assert_eq!(data.recv_now(), Some(1));
+    /// ```
+    #[inline]
+    pub fn take_deliveries(&self) -> crate::Deliveries {
+        crate::Deliveries(self.cell.delivered.take())
     }
 
     /// The component's name, `Kind_id`, unique in the process (Axon's `name`).

@@ -89,7 +89,7 @@ mod scheduler;
 mod threaded;
 mod time;
 
-pub use boxes::{Inbox, Outbox, Recv, SendWait};
+pub use boxes::{Deliveries, Inbox, Outbox, Recv, SendWait};
 pub use chassis::{Graphline, Pipeline};
 pub use component::{AnyComponent, Boxes, Component, ComponentId, Core, FnComponent, Msg, Pause};
 pub use error::{Error, NoSpaceInBox};

@@ -304,3 +304,70 @@ fn pausing_for_one_outbox_is_woken_only_by_collections_from_its_consumer() {
     run_for_a_while(&sched);
     assert_eq!(woken.get(), 1, "a collection from what `outbox` feeds");
 }
+
+/// `Core::take_deliveries` names every inbox a message reached since the last take, however it
+/// got there: a send through a linked outbox, a passthrough chain into a child's inbox, messages
+/// an outbox held that moved on when it was linked, and boxes past the 64th (which share a flag,
+/// so may be named without a delivery, never missed).
+#[test]
+fn deliveries_name_every_inbox_a_message_reached_since_the_last_take() {
+    let parent = Core::new("Parent");
+    let child = Core::new("Child");
+    let producer = Core::new("Producer");
+    let p_in: axon::Inbox<Token> = parent.inbox("inbox", "");
+    let p_ctl: axon::Inbox<Token> = parent.inbox("control", "");
+    let c_in: axon::Inbox<Token> = child.inbox("inbox", "");
+    let c_ctl: axon::Inbox<Token> = child.inbox("control", "");
+    let out: axon::Outbox<Token> = producer.outbox("outbox", "");
+    let many: Vec<axon::Inbox<Token>> = (0..70)
+        .map(|i| child.add_inbox::<Token>(&format!("extra{i}"), "").1)
+        .collect();
+
+    assert_eq!(child.take_deliveries(), axon::Deliveries::default());
+
+    // Passthrough: parent.inbox -> child.inbox; the child is the one delivered to.
+    axon::link(&p_in, &c_in).unwrap();
+    p_in.deliver(1).unwrap();
+    let d = child.take_deliveries();
+    assert!(c_in.delivered_in(d));
+    assert!(!c_ctl.delivered_in(d));
+    assert!(
+        !p_in.delivered_in(parent.take_deliveries()),
+        "nothing stays in the parent's box"
+    );
+
+    // Through a linked outbox into the parent's control.
+    axon::link(&out, &p_ctl).unwrap();
+    out.send(2).unwrap();
+    let d = parent.take_deliveries();
+    assert!(p_ctl.delivered_in(d));
+    assert!(!p_ctl.delivered_in(parent.take_deliveries()), "taken once");
+
+    // The 70th added box shares the last flag with the others past the 64th.
+    many[69].deliver(3).unwrap();
+    let d = child.take_deliveries();
+    assert!(many[69].delivered_in(d));
+    // The child's boxes: inbox, control, then extra0.. at positions 2..; 63 on share the flag.
+    assert!(
+        many[62].delivered_in(d),
+        "shares the flag: named without a delivery"
+    );
+    assert!(
+        !many[60].delivered_in(d),
+        "position 62 has a flag of its own"
+    );
+    assert!(!c_in.delivered_in(d) && !c_ctl.delivered_in(d));
+
+    // Messages waiting in a box that is then linked onwards move to the new final box.
+    let (_, waiting) = parent.add_inbox::<Token>("waiting", "");
+    waiting.deliver(4).unwrap();
+    parent.take_deliveries();
+    axon::link(&waiting, &c_ctl).unwrap();
+    let d = child.take_deliveries();
+    assert!(c_ctl.delivered_in(d) && !c_in.delivered_in(d));
+    assert_eq!(c_ctl.recv_now(), Some(4));
+
+    assert_eq!(c_in.recv_now(), Some(1));
+    assert_eq!(p_ctl.recv_now(), Some(2));
+    assert_eq!(many[69].recv_now(), Some(3));
+}
