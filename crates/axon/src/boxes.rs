@@ -222,6 +222,15 @@ impl<T: 'static> BoxNode<T> {
         1 << self.flag
     }
 
+    /// Records with the owner that messages reached this box, and wakes it.
+    #[inline]
+    fn delivered(&self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.delivered.set(owner.delivered.get() | self.flag_bit());
+            owner.wake();
+        }
+    }
+
     #[inline]
     fn size_limit(&self) -> usize {
         match self.capacity.get() {
@@ -285,10 +294,7 @@ impl<T: 'static> BoxNode<T> {
             }
             q.push_back(msg);
         }
-        if let Some(owner) = self.owner.upgrade() {
-            owner.delivered.set(owner.delivered.get() | self.flag_bit());
-            owner.wake();
-        }
+        self.delivered();
         Ok(())
     }
 
@@ -440,10 +446,7 @@ impl<T: 'static> BoxNode<T> {
         let moved = std::mem::take(&mut *src.queue.borrow_mut());
         if !moved.is_empty() && fin.dir == Direction::In {
             fin.queue.borrow_mut().extend(moved);
-            if let Some(owner) = fin.owner.upgrade() {
-                owner.delivered.set(owner.delivered.get() | fin.flag_bit());
-                owner.wake();
-            }
+            fin.delivered();
         }
         Ok(())
     }

@@ -244,6 +244,9 @@ impl Core {
     /// Which of this component's inboxes were delivered to since the last call (see
     /// [`Deliveries`](crate::Deliveries)), and starts the record afresh.
     ///
+    /// For the component itself: the record is taken, so anyone else taking it would hide
+    /// deliveries from a component that relies on it.
+    ///
     /// # Examples
     ///
     /// ```
@@ -571,15 +574,11 @@ impl Core {
     pub fn unlink_component(&self, other: &Core) {
         let removed: Vec<Linkage> = self
             .cell
+            // One pass, and no allocation when nothing involves `other` (the usual case).
             .if_extra(|e| {
-                if !e.postoffice.iter().any(|l| l.involves(other.id())) {
-                    return Vec::new();
-                }
-                let (gone, kept) = std::mem::take(&mut e.postoffice)
-                    .into_iter()
-                    .partition(|l| l.involves(other.id()));
-                e.postoffice = kept;
-                gone
+                e.postoffice
+                    .extract_if(.., |l| l.involves(other.id()))
+                    .collect()
             })
             .unwrap_or_default();
         for l in removed {
