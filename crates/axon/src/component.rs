@@ -46,6 +46,10 @@ pub(crate) enum State {
     Queued,
     /// Being polled right now.
     Running,
+    /// Being polled, and woken since the poll began: queued when the poll returns (not at once, so
+    /// a component run inside it by [`run_handed_off`](crate::run_handed_off) can leave no queue
+    /// entry behind for what the caller handles in the same poll).
+    Woken,
     /// Paused: waits for a delivery, a collection, a timer or a remote wake.
     Sleeping,
     /// Its `main` ended, or it was stopped.
@@ -118,19 +122,14 @@ impl ComponentCell {
                     q.wake(self.clone());
                 }
             }
-            State::Running => {
-                if let Some(q) = self.runq.get() {
-                    self.state.set(State::Queued);
-                    q.push(self.clone());
-                }
-            }
+            State::Running => self.state.set(State::Woken),
             State::Queued => {
                 // Already queued, say after yielding: a hand-off still brings it forward.
                 if let Some(q) = self.runq.get() {
                     q.promote(self);
                 }
             }
-            State::Inactive | State::Finished => {}
+            State::Woken | State::Inactive | State::Finished => {}
         }
     }
 

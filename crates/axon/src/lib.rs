@@ -96,7 +96,7 @@ pub use error::{Error, NoSpaceInBox};
 pub use ipc::Ipc;
 pub use linkage::{link, Linkable, Linkage};
 pub use scheduler::{
-    hand_off, spawn, spawn_boxed, Driver, Failure, Scheduler, ThreadParker, Unpark,
+    hand_off, run_handed_off, spawn, spawn_boxed, Driver, Failure, Scheduler, ThreadParker, Unpark,
 };
 pub use threaded::{ThreadContext, ThreadedComponent};
 pub use time::{now, sleep, sleep_until, timeout, yield_now, Elapsed, Sleep, YieldNow};

@@ -290,6 +290,8 @@ pub(crate) struct Inner {
     slowmo: Cell<Duration>,
     /// The clock as read at the start of this cycle and after each wait: [`crate::now`].
     now: Cell<Instant>,
+    /// Set while a component runs inside another's poll ([`run_handed_off`]): no deeper.
+    inline: Cell<bool>,
 }
 
 thread_local! {
@@ -335,9 +337,10 @@ impl Drop for Enter {
 /// (whose wakes keep their order).
 ///
 /// This is for passing on data that is best used while it is in the processor's cache: an adapter
-/// that has read a large chunk hands off, so its handler runs, and the adapter writes the reply,
-/// before other connections' reads push the chunk out of the cache. The default, without a hand-off,
-/// is first come, first served, which batches better when messages are small.
+/// that has read a chunk hands off, so its handler runs, and the adapter writes the reply, before
+/// other connections' reads push the chunk out of the cache. The default, without a hand-off, is
+/// first come, first served. [`run_handed_off`] goes one step further and runs the component
+/// woken at once, inside the caller's poll.
 ///
 /// ```
 /// use axon::{Boxes, Component, Core, Scheduler};
@@ -371,6 +374,60 @@ pub fn hand_off() -> bool {
     with_current(|s| s.is_some_and(|s| s.hand_off()))
 }
 
+/// Runs, here and now inside the calling component's poll, the component its [`hand_off`] woke,
+/// instead of after the caller yields: a reply the handler sends comes back before the caller
+/// pauses, and the caller can act on it in the same poll (an adapter writes it to its socket)
+/// without a second trip through the run queue. Returns whether a component ran.
+///
+/// When it returns true, whatever woke the caller while the other component ran (a delivery to
+/// one of its inboxes, most likely) wakes it no more: the caller must look at its boxes again
+/// before it pauses, as if it had just been woken. (A component that loops until its boxes are
+/// empty before each pause does.) It returns false, and runs nothing, outside a component, when
+/// the caller has not handed off or woke nothing since, and inside a component that is itself
+/// being run this way: one level only, so the cost of a poll stays bounded. A component run this
+/// way that ends, or panics, is finished as any other.
+///
+/// ```
+/// use axon::{Boxes, Component, Core, Scheduler};
+///
+/// struct Asker {
+///     boxes: Boxes<u32, u32>,
+/// }
+///
+/// impl Component for Asker {
+///     fn core(&self) -> &Core {
+///         &self.boxes.core
+///     }
+///
+///     async fn main(self) {
+///         axon::hand_off();
+///         let _ = self.boxes.outbox.send(20);
+///         // The doubler runs now, so its answer is here before this component pauses.
+///         assert!(axon::run_handed_off());
+///         assert_eq!(self.boxes.inbox.recv_now(), Some(40));
+///     }
+/// }
+///
+/// let asker = Asker { boxes: Boxes::new("Asker") };
+/// let doubler = axon::FnComponent::<u32, u32, _>::new("Doubler", |b| async move {
+///     while let axon::Msg::Data(n) = b.next().await {
+///         let _ = b.outbox.send(n * 2);
+///     }
+/// });
+/// asker.boxes.outbox.link_to(&doubler.boxes().inbox).unwrap();
+/// doubler.boxes().outbox.link_to(&asker.boxes.inbox).unwrap();
+/// let s = Scheduler::new();
+/// let asker = s.activate(asker);
+/// s.activate(doubler);
+/// s.run_until_idle(10);
+/// assert!(asker.is_finished());
+/// assert!(s.failures().is_empty()); // the asker's assertions held
+/// assert!(!axon::run_handed_off()); // not inside a component
+/// ```
+pub fn run_handed_off() -> bool {
+    with_current(|s| s.is_some_and(|s| s.run_handed_off()))
+}
+
 /// Runs `f` with the scheduler running on this thread, if any.
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
     CURRENT.with(|c| f(c.borrow().last()))
@@ -392,6 +449,36 @@ impl Inner {
         };
         self.runq.handing_off.set(!daemon);
         !daemon
+    }
+
+    /// Polls the component in the hand-off slot inside the current poll (see [`run_handed_off`]).
+    pub(crate) fn run_handed_off(&self) -> bool {
+        if self.inline.get() || !self.runq.handing_off.get() {
+            return false;
+        }
+        let Some(caller) = self.current.borrow().clone() else {
+            return false;
+        };
+        let Some(cell) = self.runq.slot.borrow_mut().take() else {
+            return false;
+        };
+        /// Clears the flag however the poll ends.
+        struct Inline<'a>(&'a Cell<bool>);
+        impl Drop for Inline<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        self.inline.set(true);
+        let guard = Inline(&self.inline);
+        self.poll_component(cell, true);
+        drop(guard);
+        // The caller looks at its boxes again before it pauses (the contract of
+        // `run_handed_off`), so what woke it in there needs no run of its own.
+        if caller.state.get() == State::Woken {
+            caller.state.set(State::Running);
+        }
+        true
     }
 
     /// Re-queues the component being polled; false if none is.
@@ -418,6 +505,92 @@ impl Inner {
     /// Disarms a timer (it may already have fired).
     pub(crate) fn remove_timer(&self, key: TimerKey) {
         self.timers.borrow_mut().remove(&key);
+    }
+
+    #[inline]
+    pub(crate) fn poll_component(&self, cell: Rc<ComponentCell>, handed_off_to: bool) {
+        if cell.state.get() != State::Queued {
+            return; // a stale queue entry: paused or stopped since it was queued
+        }
+        if cell.stop_requested.get() {
+            self.finish(&cell, None);
+            return;
+        }
+        cell.state.set(State::Running);
+        cell.wants_collection.set(false);
+        let Some(waker) = cell.waker.get() else {
+            return; // unreachable: set at activation, before the cell is queued
+        };
+        let mut cx = Context::from_waker(waker);
+        let prev = self.current.replace(Some(cell.clone()));
+        let runq = &self.runq;
+        let was_handing_off = runq
+            .handing_off
+            .replace(handed_off_to && !cell.daemon.get());
+        let result = {
+            let mut fut = cell.future.borrow_mut();
+            match fut.as_mut() {
+                Some(f) => catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(&mut cx))),
+                None => Ok(Poll::Ready(())),
+            }
+        };
+        runq.handing_off.set(was_handing_off);
+        *self.current.borrow_mut() = prev;
+        match result {
+            Ok(Poll::Pending) => {
+                if cell.stop_requested.get() {
+                    self.finish(&cell, None);
+                } else {
+                    match cell.state.get() {
+                        State::Running => cell.state.set(State::Sleeping),
+                        // Woken during its own poll: queued now, behind what it woke.
+                        State::Woken => {
+                            cell.state.set(State::Queued);
+                            runq.push(cell);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(Poll::Ready(())) => self.finish(&cell, None),
+            Err(payload) => self.finish(&cell, Some(panic_message(payload.as_ref()))),
+        }
+    }
+
+    /// Ends a component: drops its future, reports a panic, wakes its parents, removes the
+    /// linkages it made.
+    pub(crate) fn finish(&self, cell: &Rc<ComponentCell>, panic: Option<String>) {
+        if cell.state.get() == State::Finished {
+            return;
+        }
+        cell.state.set(State::Finished);
+        if self.tasks.borrow_mut().remove(&cell.id).is_some() && cell.daemon.get() {
+            self.runq.adjust_daemons(false);
+        }
+        let fut = cell.future.borrow_mut().take();
+        let core = Core { cell: cell.clone() };
+        let drop_panic = catch_unwind(AssertUnwindSafe(move || drop(fut))).err();
+        let panic = panic.or_else(|| drop_panic.map(|p| panic_message(p.as_ref())));
+        if let Some(message) = panic {
+            self.failures.borrow_mut().push(Failure {
+                id: cell.id,
+                name: cell.name(),
+                message: message.clone(),
+            });
+            if let Ok(signal) = core.outbox_named::<Ipc>("signal") {
+                let _ = signal.send(Ipc::ErrorInformation(ErrorInformation {
+                    caller: Some(cell.id),
+                    message: format!("component {} panicked: {message}", cell.name()),
+                }));
+            }
+        }
+        // Waking a parent queues it and touches nothing of this cell's.
+        cell.if_extra(|e| {
+            for p in e.parents.iter().filter_map(Weak::upgrade) {
+                p.wake();
+            }
+        });
+        core.unlink_all();
     }
 }
 
@@ -467,6 +640,7 @@ impl Scheduler {
                 failures: RefCell::default(),
                 slowmo: Cell::new(Duration::ZERO),
                 now: Cell::new(Instant::now()),
+                inline: Cell::new(false),
             }),
         }
     }
@@ -546,7 +720,7 @@ impl Scheduler {
         while self.cycle(true) {}
         let daemons: Vec<_> = self.inner.tasks.borrow().values().cloned().collect();
         for cell in daemons {
-            self.finish(&cell, None);
+            self.inner.finish(&cell, None);
         }
     }
 
@@ -589,7 +763,7 @@ impl Scheduler {
             let Some((cell, handed)) = inner.runq.pop() else {
                 break;
             };
-            self.poll_component(cell, handed);
+            inner.poll_component(cell, handed);
         }
         self.fire_timers();
         // Only daemons left: `run` is done. `try_tick` still collects OS events below, so a graph
@@ -662,84 +836,6 @@ impl Scheduler {
         }
     }
 
-    #[inline]
-    fn poll_component(&self, cell: Rc<ComponentCell>, handed_off_to: bool) {
-        if cell.state.get() != State::Queued {
-            return; // a stale queue entry: paused or stopped since it was queued
-        }
-        if cell.stop_requested.get() {
-            self.finish(&cell, None);
-            return;
-        }
-        cell.state.set(State::Running);
-        cell.wants_collection.set(false);
-        let Some(waker) = cell.waker.get() else {
-            return; // unreachable: set at activation, before the cell is queued
-        };
-        let mut cx = Context::from_waker(waker);
-        let prev = self.inner.current.replace(Some(cell.clone()));
-        let runq = &self.inner.runq;
-        let was_handing_off = runq
-            .handing_off
-            .replace(handed_off_to && !cell.daemon.get());
-        let result = {
-            let mut fut = cell.future.borrow_mut();
-            match fut.as_mut() {
-                Some(f) => catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(&mut cx))),
-                None => Ok(Poll::Ready(())),
-            }
-        };
-        runq.handing_off.set(was_handing_off);
-        *self.inner.current.borrow_mut() = prev;
-        match result {
-            Ok(Poll::Pending) => {
-                if cell.stop_requested.get() {
-                    self.finish(&cell, None);
-                } else if cell.state.get() == State::Running {
-                    cell.state.set(State::Sleeping);
-                }
-            }
-            Ok(Poll::Ready(())) => self.finish(&cell, None),
-            Err(payload) => self.finish(&cell, Some(panic_message(payload.as_ref()))),
-        }
-    }
-
-    /// Ends a component: drops its future, reports a panic, wakes its parents, removes the
-    /// linkages it made.
-    fn finish(&self, cell: &Rc<ComponentCell>, panic: Option<String>) {
-        if cell.state.get() == State::Finished {
-            return;
-        }
-        cell.state.set(State::Finished);
-        if self.inner.tasks.borrow_mut().remove(&cell.id).is_some() && cell.daemon.get() {
-            self.inner.runq.adjust_daemons(false);
-        }
-        let fut = cell.future.borrow_mut().take();
-        let core = Core { cell: cell.clone() };
-        let drop_panic = catch_unwind(AssertUnwindSafe(move || drop(fut))).err();
-        let panic = panic.or_else(|| drop_panic.map(|p| panic_message(p.as_ref())));
-        if let Some(message) = panic {
-            self.inner.failures.borrow_mut().push(Failure {
-                id: cell.id,
-                name: cell.name(),
-                message: message.clone(),
-            });
-            if let Ok(signal) = core.outbox_named::<Ipc>("signal") {
-                let _ = signal.send(Ipc::ErrorInformation(ErrorInformation {
-                    caller: Some(cell.id),
-                    message: format!("component {} panicked: {message}", cell.name()),
-                }));
-            }
-        }
-        // Waking a parent queues it and touches nothing of this cell's.
-        cell.if_extra(|e| {
-            for p in e.parents.iter().filter_map(Weak::upgrade) {
-                p.wake();
-            }
-        });
-        core.unlink_all();
-    }
-
     /// Stops a component from outside (Axon's `stop()`): it is not polled again, its future is
     /// dropped, its parents are woken and its linkages removed. The scheduler and every other
     /// component carry on. Stopping a finished or unknown component does nothing.
@@ -750,8 +846,8 @@ impl Scheduler {
             if cell.state.get() == State::Queued {
                 self.inner.runq.remove(&cell);
             }
-            if cell.state.get() != State::Running {
-                self.finish(&cell, None);
+            if !matches!(cell.state.get(), State::Running | State::Woken) {
+                self.inner.finish(&cell, None);
             }
         }
     }
@@ -764,7 +860,10 @@ impl Scheduler {
                 // Drop its queue entry, so a later wake queues it once, not twice.
                 self.inner.runq.remove(cell);
             }
-            if matches!(cell.state.get(), State::Queued | State::Running) {
+            if matches!(
+                cell.state.get(),
+                State::Queued | State::Running | State::Woken
+            ) {
                 cell.state.set(State::Sleeping);
             }
         }

@@ -172,12 +172,14 @@ pub struct CsaConfig {
     /// defaults, at most 8 × 256 KiB = 2 MiB from one connection before the others get a turn.
     /// A hand-off (below) ends the wake-up early.
     pub reads_per_wake: usize,
-    /// A chunk read of at least this many bytes is handed off ([`axon::hand_off`]): the component
-    /// on the other end of `outbox` runs next, and the adapter lets it, and whatever it sends back,
-    /// run before reading more. So an echoed or relayed chunk is written while it is still in the
-    /// processor's cache, not after every other connection's read of the same round has pushed it
-    /// out (at 512 connections × 64 KiB, 32 MiB). Smaller chunks keep the scheduler's first come,
-    /// first served order, which batches better. `None`: never hand off. Default 16 KiB.
+    /// A chunk read of at least this many bytes is handed off ([`axon::hand_off`]) and the
+    /// component on the other end of `outbox` runs at once, inside the adapter's poll
+    /// ([`axon::run_handed_off`]); the adapter then writes whatever it sent back before reading
+    /// more. So an echoed or relayed chunk is written while it is still in the processor's cache,
+    /// not after every other connection's read of the same round has pushed it out (at 512
+    /// connections × 64 KiB, 32 MiB), and a round trip through the handler costs the adapter one
+    /// poll, not two. `None`: never (every chunk waits its turn in the scheduler's first come,
+    /// first served order). Default 0: every chunk.
     pub hand_off_bytes: Option<usize>,
     /// Size limit of `inbox`, in messages: a producer sending faster than the socket drains waits
     /// (or gets `NoSpaceInBox`) once this many messages are queued.
@@ -211,7 +213,7 @@ impl Default for CsaConfig {
         Self {
             read_size: 256 * 1024,
             reads_per_wake: 8,
-            hand_off_bytes: Some(16 * 1024),
+            hand_off_bytes: Some(0),
             inbox_size: 64,
             tls_handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
@@ -236,8 +238,9 @@ impl CsaConfig {
         self
     }
 
-    /// Sets the size from which a chunk read is handed off to the component reading `outbox`
-    /// (`None`: never; see [`hand_off_bytes`](Self::hand_off_bytes)).
+    /// Sets the size from which a chunk read is handed off to the component reading `outbox`, which
+    /// then runs inside the adapter's poll (`None`: never; see
+    /// [`hand_off_bytes`](Self::hand_off_bytes)).
     pub fn hand_off_bytes(mut self, n: Option<usize>) -> Self {
         self.hand_off_bytes = n;
         self
@@ -308,6 +311,8 @@ fn race<'a>(
 
 /// What the adapter's loop does after one pass ([`ConnectedSocketAdapter::step`]).
 enum Next {
+    /// The handler ran inside this pass: go round again at once, for what it sent back.
+    Again,
     /// Reading stopped at the per-wake budget: let other components run, then go on.
     Yield,
     /// Nothing more to do until something wakes the adapter, or a deadline.
@@ -370,6 +375,10 @@ impl Clocks {
         }
     }
 }
+
+/// The most passes of the adapter's loop in one poll: the handler running inside a pass
+/// (`Next::Again`) makes another, and a peer that never stops sending would make them without end.
+const MAX_PASSES_PER_POLL: u8 = 4;
 
 /// The soonest the adapter looks at its deadlines again after a pass (see
 /// `ConnectedSocketAdapter::next_deadline`).
@@ -538,9 +547,12 @@ struct Flags {
     tls_in: Option<Bytes>,
     /// Under TLS: when the handshake must be done by.
     handshake_deadline: Option<Instant>,
-    /// A chunk passed on in this wake was handed off ([`CsaConfig::hand_off_bytes`]): stop
-    /// reading and let the handler run.
+    /// A chunk passed on in this pass was handed off ([`CsaConfig::hand_off_bytes`]): stop
+    /// reading and write what the handler sent back first.
     handed_off: bool,
+    /// The handler ran inside this pass ([`axon::run_handed_off`]): what it sent back is not
+    /// announced by a wake, so the next pass follows at once.
+    ran_handler: bool,
 }
 
 impl Flags {
@@ -563,6 +575,7 @@ impl Flags {
             tls_in: None,
             handshake_deadline: None,
             handed_off: false,
+            ran_handler: false,
         }
     }
 }
@@ -606,9 +619,11 @@ impl Flags {
 /// holds no buffer. Under TLS one read takes every record the socket holds into a per-thread
 /// buffer and rustls is fed from memory; records it cannot take yet (the consumer is full) wait
 /// in the adapter. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
-/// served. A chunk of at least [`CsaConfig::hand_off_bytes`] (16 KiB) is handed off
-/// ([`axon::hand_off`]): the adapter yields at once, and the component reading `outbox` runs next,
-/// so a large chunk is echoed or relayed while it is still in the processor's cache.
+/// served. Each chunk (from [`CsaConfig::hand_off_bytes`], by default every one) is handed off
+/// ([`axon::hand_off`]) and the component reading `outbox` runs at once, inside the adapter's poll
+/// ([`axon::run_handed_off`]); the adapter then writes what it sent back before reading more. So a
+/// chunk is echoed or relayed while it is still in the processor's cache, and a round trip through
+/// the handler costs the adapter one poll.
 ///
 /// Back-pressure both ways: when the component fed by `outbox` has a full inbox, the adapter keeps
 /// the refused chunk, stops reading (TCP then slows the peer) and resumes when the consumer collects;
@@ -963,17 +978,21 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         }
     }
 
-    /// Counts a chunk just read and passes it on to `outbox`, handing it off if it is large (see
-    /// [`CsaConfig::hand_off_bytes`]): false when the outbox is full (the chunk is held in `flags`
-    /// until there is room).
+    /// Counts a chunk just read and passes it on to `outbox`, handing it off and running its
+    /// consumer at once if it is large enough (see [`CsaConfig::hand_off_bytes`]): false when the
+    /// outbox is full (the chunk is held in `flags` until there is room).
     fn pass_on(&self, chunk: Bytes, flags: &mut Flags) -> bool {
-        if self.config.hand_off_bytes.is_some_and(|n| chunk.len() >= n) && axon::hand_off() {
-            flags.handed_off = true;
-        }
+        let hand_off =
+            self.config.hand_off_bytes.is_some_and(|n| chunk.len() >= n) && axon::hand_off();
+        flags.handed_off |= hand_off;
         self.counters
             .chunks_in
             .set(self.counters.chunks_in.get() + 1);
-        self.send_or_hold(chunk, flags)
+        let sent = self.send_or_hold(chunk, flags);
+        if sent && hand_off && axon::run_handed_off() {
+            flags.ran_handler = true;
+        }
+        sent
     }
 
     /// Passes a chunk on to `outbox`, or holds it in `flags` if the outbox is full (returns false).
@@ -1291,7 +1310,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         if !flags.read_open && !flags.write_open && flags.held.is_none() {
             return Next::End(flags.first_close.take().unwrap_or(CloseReason::Eof));
         }
-        if more {
+        if std::mem::take(&mut flags.ran_handler) {
+            Next::Again
+        } else if more {
             Next::Yield
         } else if clocks.is_some_and(|c| self.may_hibernate(flags, c)) {
             Next::Hibernate
@@ -1453,10 +1474,16 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                 .then(|| Clocks::new(axon::now(), &csa.config));
             let mut timer: Option<axon::Sleep> = None;
             let mut fired = None;
+            let mut again = 0;
             let reason = loop {
                 match csa.step(&mut flags, clocks.as_mut(), fired.take()) {
                     Next::End(reason) => break reason,
-                    Next::Yield => axon::yield_now().await,
+                    // Bounded, so a peer that never stops sending cannot hold the scheduler.
+                    Next::Again if again < MAX_PASSES_PER_POLL => {
+                        again += 1;
+                        continue;
+                    }
+                    Next::Again | Next::Yield => axon::yield_now().await,
                     Next::Hibernate => {
                         let since = clocks.as_ref().map_or(axon::now(), |c| c.activity);
                         match csa.hibernate(since) {
@@ -1490,6 +1517,7 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                         }
                     },
                 }
+                again = 0;
             };
             if flags.handshake_deadline.is_some() {
                 // The connection ended mid-handshake (EOF, an I/O error, shutdown): the makessl
