@@ -377,12 +377,12 @@ pub fn hand_off() -> bool {
 /// Runs, here and now inside the calling component's poll, the component its [`hand_off`] woke,
 /// instead of after the caller yields: a reply the handler sends comes back before the caller
 /// pauses, and the caller can act on it in the same poll (an adapter writes it to its socket)
-/// without a second trip through the run queue. Returns whether a component ran.
+/// without a second trip through the run queue.
 ///
-/// When it returns true, whatever woke the caller while the other component ran (a delivery to
-/// one of its inboxes, most likely) wakes it no more: the caller must look at its boxes again
+/// Returns whether the caller was woken while the other component ran (by a delivery to one of
+/// its inboxes, most likely). That wake is then spent: the caller must look at its boxes again
 /// before it pauses, as if it had just been woken. (A component that loops until its boxes are
-/// empty before each pause does.) It returns false, and runs nothing, outside a component, when
+/// empty before each pause does.) Nothing runs, and it returns false, outside a component, when
 /// the caller has not handed off or woke nothing since, and inside a component that is itself
 /// being run this way: one level only, so the cost of a poll stays bounded. A component run this
 /// way that ends, or panics, is finished as any other.
@@ -402,7 +402,8 @@ pub fn hand_off() -> bool {
 ///     async fn main(self) {
 ///         axon::hand_off();
 ///         let _ = self.boxes.outbox.send(20);
-///         // The doubler runs now, so its answer is here before this component pauses.
+///         // The doubler runs now, so its answer is here before this component pauses (and it
+///         // woke this component: hence `true`, and a look at the inbox).
 ///         assert!(axon::run_handed_off());
 ///         assert_eq!(self.boxes.inbox.recv_now(), Some(40));
 ///     }
@@ -475,10 +476,11 @@ impl Inner {
         drop(guard);
         // The caller looks at its boxes again before it pauses (the contract of
         // `run_handed_off`), so what woke it in there needs no run of its own.
-        if caller.state.get() == State::Woken {
+        let woken = caller.state.get() == State::Woken;
+        if woken {
             caller.state.set(State::Running);
         }
-        true
+        woken
     }
 
     /// Re-queues the component being polled; false if none is.
@@ -507,7 +509,9 @@ impl Inner {
         self.timers.borrow_mut().remove(&key);
     }
 
-    #[inline]
+    /// Polls one component (queued, or in the hand-off slot). Inlined in both callers: the
+    /// scheduler's loop and [`run_handed_off`] (each poll is on the hot path of every message).
+    #[inline(always)]
     pub(crate) fn poll_component(&self, cell: Rc<ComponentCell>, handed_off_to: bool) {
         if cell.state.get() != State::Queued {
             return; // a stale queue entry: paused or stopped since it was queued

@@ -1,6 +1,6 @@
 //! `axon::run_handed_off`: the component a hand-off woke runs inside the caller's poll; what it
-//! sends back is there when the call returns, and wakes the caller no more; one level only; an
-//! inline component that ends or panics is finished as any other.
+//! sends back is there when the call returns, and the call says so instead of a wake; one level
+//! only; an inline component that ends or panics is finished as any other.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -26,7 +26,7 @@ fn doubler(log: &Log, panic_on: Option<u32>) -> (impl Component, Inbox<u32>, Out
 }
 
 /// Sends each number to its outbox after a hand-off and runs the receiver at once, logging
-/// whether that ran something and what came back before it pauses; then pauses until woken, and
+/// whether that woke the asker and what came back before it pauses; then pauses until woken, and
 /// counts every wake in `woken`.
 struct Asker {
     boxes: Boxes<u32, u32>,
@@ -55,11 +55,11 @@ impl Component for Asker {
         for n in self.numbers {
             assert!(axon::hand_off());
             let _ = self.boxes.outbox.send(n);
-            let ran = axon::run_handed_off();
+            let woken = axon::run_handed_off();
             let back: Vec<_> = self.boxes.inbox.drain().collect();
             self.log
                 .borrow_mut()
-                .push(format!("asker ran={ran} back={back:?}"));
+                .push(format!("asker woken={woken} back={back:?}"));
         }
         loop {
             self.boxes.core.pause().await;
@@ -103,11 +103,11 @@ fn the_reply_is_back_before_the_caller_pauses_and_leaves_no_wake_behind() {
         take(&log),
         [
             "doubler 1",
-            "asker ran=true back=[2]",
+            "asker woken=true back=[2]",
             "doubler 2",
-            "asker ran=true back=[4]",
+            "asker woken=true back=[4]",
             "doubler 3",
-            "asker ran=true back=[6]",
+            "asker woken=true back=[6]",
         ]
     );
     // The replies were taken inside the asker's poll: none of them wakes it afterwards.
@@ -126,10 +126,35 @@ fn a_delivery_after_the_inline_run_still_wakes_the_caller() {
     sched.run_until_idle(10);
     sched.activate(asker);
     sched.run_until_idle(10);
-    assert_eq!(take(&log), ["doubler 5", "asker ran=true back=[10]"]);
+    assert_eq!(take(&log), ["doubler 5", "asker woken=true back=[10]"]);
     asker_inbox.deliver(7).expect("unbounded inbox");
     sched.run_until_idle(10);
     assert_eq!(woken.get(), 1);
+}
+
+#[test]
+fn a_component_run_inline_that_sends_nothing_back_leaves_the_caller_unwoken() {
+    let log = Log::default();
+    let sched = Scheduler::new();
+    let l = log.clone();
+    let sink = FnComponent::<u32, u32, _>::new("Sink", move |b| async move {
+        while let Msg::Data(n) = b.next().await {
+            l.borrow_mut().push(format!("sink {n}"));
+        }
+    });
+    let asker = Asker::new(&[3], &log);
+    asker
+        .boxes
+        .outbox
+        .link_to(&sink.boxes().inbox)
+        .expect("fresh boxes");
+    sched.activate(sink);
+    sched.run_until_idle(10);
+    sched.activate(asker);
+    sched.run_until_idle(10);
+    assert!(sched.failures().is_empty(), "{:?}", sched.failures());
+    // The sink ran inside the asker's poll, before it logged.
+    assert_eq!(take(&log), ["sink 3", "asker woken=false back=[]"]);
 }
 
 #[test]
@@ -174,8 +199,8 @@ fn a_component_run_inline_cannot_run_another_inline() {
         while let Msg::Data(n) = b.next().await {
             assert!(axon::hand_off());
             third_inbox.deliver(n).expect("unbounded inbox");
-            let ran = axon::run_handed_off();
-            l.borrow_mut().push(format!("middle ran={ran}"));
+            let woken = axon::run_handed_off();
+            l.borrow_mut().push(format!("middle woken={woken}"));
             let _ = b.outbox.send(n + 1);
         }
     });
@@ -190,7 +215,11 @@ fn a_component_run_inline_cannot_run_another_inline() {
     // The third runs after the asker's poll, first in line (the middle's hand-off still counts).
     assert_eq!(
         take(&log),
-        ["middle ran=false", "asker ran=true back=[10]", "third 9"]
+        [
+            "middle woken=false",
+            "asker woken=true back=[10]",
+            "third 9"
+        ]
     );
 }
 
@@ -216,9 +245,9 @@ fn a_component_that_panics_inline_is_finished_and_the_caller_goes_on() {
         take(&log),
         [
             "doubler 1",
-            "asker ran=true back=[2]",
-            "asker ran=true back=[]",
-            "asker ran=false back=[]",
+            "asker woken=true back=[2]",
+            "asker woken=false back=[]",
+            "asker woken=false back=[]",
         ]
     );
     assert!(!asker_core.is_finished());

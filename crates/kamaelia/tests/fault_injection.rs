@@ -31,9 +31,10 @@ use std::io;
 use std::net::Shutdown;
 
 use axon::ipc::CloseReason;
-use axon::{Ipc, Scheduler};
+use axon::{Component, Ipc, Scheduler};
 use bytes::Bytes;
 use kamaelia::internet::CsaConfig;
+use kamaelia::protocols::Echo;
 
 use fault::{
     messages, os_reason, raw_os_error, Fault, FaultRig, ECONNRESET, EMFILE, ENOTCONN, EPIPE,
@@ -593,5 +594,48 @@ fn a_chunk_handed_off_ends_the_wake_and_the_rest_follows_in_order() {
             "hand_off_bytes {hand_off:?}: bytes lost or reordered"
         );
         assert_eq!(r.reader_requests, 2, "one read notice asked for per drain");
+    }
+}
+
+#[test]
+fn a_handler_that_answers_at_once_runs_inside_the_adapters_poll() {
+    // An echo handler between the adapter's outbox and inbox; 100 waiting bytes read ten at a
+    // time. One poll of the adapter (the scheduler's one tick polls only what was runnable when
+    // it began: the adapter, not the sleeping echo) already writes echoes, because each chunk's
+    // handler runs inside it; it writes only some, because a poll has a bounded number of
+    // passes. Without hand-offs the echo runs after the adapter's poll, so the tick writes none.
+    for hand_off in [None, CsaConfig::default().hand_off_bytes] {
+        let config = CsaConfig::default().read_size(10).hand_off_bytes(hand_off);
+        let mut r = FaultRig::new(config);
+        let outbox = r
+            .csa
+            .outbox_named::<Bytes>("outbox")
+            .expect("the CSA has an outbox");
+        outbox.unlink();
+        let echo = Echo::new();
+        let echo_in = echo.core().find_inbox::<Bytes>("inbox").expect("inbox");
+        let echo_out = echo.core().find_outbox::<Bytes>("outbox").expect("outbox");
+        outbox.link_to(&echo_in).expect("fresh link");
+        echo_out.link_to(&r.input).expect("fresh link");
+        r.sched.activate(echo);
+        r.step();
+        let inbound = util::pattern(100, 5);
+        r.sock.borrow_mut().send(&inbound);
+        r.notify_read();
+        r.sched.try_tick();
+        let first = r.wire();
+        match hand_off {
+            None => assert!(first.is_empty(), "no hand-off: {} bytes", first.len()),
+            Some(_) => assert!(
+                !first.is_empty() && first.len() < inbound.len() && inbound.starts_with(&first),
+                "one poll wrote {} bytes",
+                first.len()
+            ),
+        }
+        r.pump();
+        assert!(
+            r.wire() == inbound,
+            "hand_off_bytes {hand_off:?}: echo lost or reordered bytes"
+        );
     }
 }

@@ -178,8 +178,10 @@ pub struct CsaConfig {
     /// more. So an echoed or relayed chunk is written while it is still in the processor's cache,
     /// not after every other connection's read of the same round has pushed it out (at 512
     /// connections × 64 KiB, 32 MiB), and a round trip through the handler costs the adapter one
-    /// poll, not two. `None`: never (every chunk waits its turn in the scheduler's first come,
-    /// first served order). Default 0: every chunk.
+    /// poll, not two. Smaller chunks are run the same way while that brings an answer back at
+    /// once (an echo); when it does not (a relay, whose answers come from its other peer), they go
+    /// the ordinary way, first come, first served, and the adapter tries again every 32 chunks.
+    /// `None`: never hand off. Default 16 KiB.
     pub hand_off_bytes: Option<usize>,
     /// Size limit of `inbox`, in messages: a producer sending faster than the socket drains waits
     /// (or gets `NoSpaceInBox`) once this many messages are queued.
@@ -213,7 +215,7 @@ impl Default for CsaConfig {
         Self {
             read_size: 256 * 1024,
             reads_per_wake: 8,
-            hand_off_bytes: Some(0),
+            hand_off_bytes: Some(16 * 1024),
             inbox_size: 64,
             tls_handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
@@ -375,6 +377,10 @@ impl Clocks {
         }
     }
 }
+
+/// How many chunks smaller than [`CsaConfig::hand_off_bytes`] go the ordinary way after running
+/// the handler at once brought nothing back, before the adapter tries again.
+const SMALL_CHUNK_RETRY: u8 = 32;
 
 /// The most passes of the adapter's loop in one poll: the handler running inside a pass
 /// (`Next::Again`) makes another, and a peer that never stops sending would make them without end.
@@ -550,9 +556,13 @@ struct Flags {
     /// A chunk passed on in this pass was handed off ([`CsaConfig::hand_off_bytes`]): stop
     /// reading and write what the handler sent back first.
     handed_off: bool,
-    /// The handler ran inside this pass ([`axon::run_handed_off`]): what it sent back is not
-    /// announced by a wake, so the next pass follows at once.
+    /// The handler ran inside this pass ([`axon::run_handed_off`]) and sent something back,
+    /// which is not announced by a wake: the next pass follows at once.
     ran_handler: bool,
+    /// Chunks smaller than [`CsaConfig::hand_off_bytes`]: 0 while running the handler at once
+    /// brings an answer back (an echo); else how many more go the ordinary way before the next
+    /// try (a relay's other side answers later, from its own peer).
+    small_wait: u8,
 }
 
 impl Flags {
@@ -576,6 +586,7 @@ impl Flags {
             handshake_deadline: None,
             handed_off: false,
             ran_handler: false,
+            small_wait: 0,
         }
     }
 }
@@ -619,11 +630,12 @@ impl Flags {
 /// holds no buffer. Under TLS one read takes every record the socket holds into a per-thread
 /// buffer and rustls is fed from memory; records it cannot take yet (the consumer is full) wait
 /// in the adapter. After [`CsaConfig::reads_per_wake`] reads it yields so other connections are
-/// served. Each chunk (from [`CsaConfig::hand_off_bytes`], by default every one) is handed off
-/// ([`axon::hand_off`]) and the component reading `outbox` runs at once, inside the adapter's poll
-/// ([`axon::run_handed_off`]); the adapter then writes what it sent back before reading more. So a
-/// chunk is echoed or relayed while it is still in the processor's cache, and a round trip through
-/// the handler costs the adapter one poll.
+/// served. A chunk is handed off ([`axon::hand_off`]) and the component reading `outbox` runs at
+/// once, inside the adapter's poll ([`axon::run_handed_off`]), when it is large (from
+/// [`CsaConfig::hand_off_bytes`], 16 KiB) or when doing so brings an answer back at once (an
+/// echo); the adapter then writes that answer before reading more. So a chunk is echoed or relayed
+/// while it is still in the processor's cache, and a round trip through the handler costs the
+/// adapter one poll.
 ///
 /// Back-pressure both ways: when the component fed by `outbox` has a full inbox, the adapter keeps
 /// the refused chunk, stops reading (TCP then slows the peer) and resumes when the consumer collects;
@@ -979,18 +991,32 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     }
 
     /// Counts a chunk just read and passes it on to `outbox`, handing it off and running its
-    /// consumer at once if it is large enough (see [`CsaConfig::hand_off_bytes`]): false when the
-    /// outbox is full (the chunk is held in `flags` until there is room).
+    /// consumer at once when that pays (see [`CsaConfig::hand_off_bytes`]): false when the outbox
+    /// is full (the chunk is held in `flags` until there is room).
+    #[inline]
     fn pass_on(&self, chunk: Bytes, flags: &mut Flags) -> bool {
-        let hand_off =
-            self.config.hand_off_bytes.is_some_and(|n| chunk.len() >= n) && axon::hand_off();
+        let big = self.config.hand_off_bytes.map(|n| chunk.len() >= n);
+        let inline = match big {
+            None => false,
+            Some(true) => true,
+            Some(false) if flags.small_wait == 0 => true,
+            Some(false) => {
+                flags.small_wait -= 1;
+                false
+            }
+        };
+        let hand_off = inline && axon::hand_off();
         flags.handed_off |= hand_off;
         self.counters
             .chunks_in
             .set(self.counters.chunks_in.get() + 1);
         let sent = self.send_or_hold(chunk, flags);
-        if sent && hand_off && axon::run_handed_off() {
-            flags.ran_handler = true;
+        if sent && hand_off {
+            let answered = axon::run_handed_off();
+            flags.ran_handler |= answered;
+            if big == Some(false) {
+                flags.small_wait = if answered { 0 } else { SMALL_CHUNK_RETRY };
+            }
         }
         sent
     }
