@@ -731,6 +731,13 @@ impl<T: 'static> Inbox<T> {
         deliveries.0 & self.node.flag_bit() != 0
     }
 
+    /// Whether `deliveries` may include a message delivered to a box other than this one: false
+    /// means this box is the only one to look at. Reads this box alone, not the others.
+    #[inline]
+    pub fn others_delivered_in(&self, deliveries: Deliveries) -> bool {
+        deliveries.0 & !self.node.flag_bit() != 0
+    }
+
     /// Puts a message into this box as if a linked outbox had sent it, following any passthrough
     /// onwards (Axon's `_deliver`). Useful from outside the graph and in tests.
     ///

@@ -266,6 +266,24 @@ impl Core {
         crate::Deliveries(self.cell.delivered.take())
     }
 
+    /// The flags [`Core::take_deliveries`] would return now, left in place: for a component that
+    /// wants to know whether anything arrived without taking on the work of looking.
+    ///
+    /// ```
+    /// use axon::{Core, Inbox};
+    ///
+    /// let core = Core::new("Reader");
+    /// let data: Inbox<u8> = core.inbox("inbox", "data");
+    /// data.deliver(1).unwrap();
+    /// assert!(data.delivered_in(core.deliveries()));
+    /// assert!(!data.others_delivered_in(core.deliveries()), "nothing else");
+    /// assert!(data.delivered_in(core.take_deliveries()), "still there to take");
+    /// ```
+    #[inline]
+    pub fn deliveries(&self) -> crate::Deliveries {
+        crate::Deliveries(self.cell.delivered.get())
+    }
+
     /// The component's name, `Kind_id`, unique in the process (Axon's `name`).
     pub fn name(&self) -> String {
         self.cell.name()

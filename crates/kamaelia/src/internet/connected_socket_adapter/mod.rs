@@ -1326,6 +1326,16 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 }
             }
         }
+        // The answer to a drained read, from a handler that ran inside this pass: written now,
+        // not in a pass of its own, unless the handler's run delivered anything else too.
+        if flags.ran_handler && !more && !self.inbox.others_delivered_in(self.core.deliveries()) {
+            flags.ran_handler = false;
+            if flags.write_open || self.tls_wants_write() {
+                if let Err(e) = self.flush_any(flags) {
+                    return Next::End(CloseReason::io(e));
+                }
+            }
+        }
         if flags.eof_unreported && flags.held.is_none() {
             flags.eof_unreported = false;
             let _ = self.signal.send(Ipc::ProducerFinished(ProducerFinished {
