@@ -382,9 +382,10 @@ impl Clocks {
 /// the handler at once brought nothing back, before the adapter tries again.
 const SMALL_CHUNK_RETRY: u8 = 32;
 
-/// The most passes of the adapter's loop in one poll: the handler running inside a pass
-/// (`Next::Again`) makes another, and a peer that never stops sending would make them without end.
-const MAX_PASSES_PER_POLL: u8 = 4;
+/// How many times in one poll the adapter's loop goes round again at once (`Next::Again`, after
+/// the handler ran inside a pass) before it yields: a peer that never stops sending would
+/// otherwise keep it going without end.
+const MAX_AGAIN_PER_POLL: u8 = 4;
 
 /// The soonest the adapter looks at its deadlines again after a pass (see
 /// `ConnectedSocketAdapter::next_deadline`).
@@ -1515,7 +1516,7 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                 match csa.step(&mut flags, clocks.as_mut(), fired.take()) {
                     Next::End(reason) => break reason,
                     // Bounded, so a peer that never stops sending cannot hold the scheduler.
-                    Next::Again if again < MAX_PASSES_PER_POLL => {
+                    Next::Again if again < MAX_AGAIN_PER_POLL => {
                         again += 1;
                         continue;
                     }
