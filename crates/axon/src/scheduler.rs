@@ -380,7 +380,8 @@ pub fn hand_off() -> bool {
 /// without a second trip through the run queue.
 ///
 /// Returns whether the caller was woken while the other component ran (by a delivery to one of
-/// its inboxes, most likely). That wake is then spent: the caller must look at its boxes again
+/// its inboxes, most likely; or the other component, a child of the caller, ending). That wake is
+/// then spent: the caller must look again at whatever it waits for, its boxes and any children,
 /// before it pauses, as if it had just been woken. (A component that loops until its boxes are
 /// empty before each pause does.) Nothing runs, and it returns false, outside a component, when
 /// the caller has not handed off or woke nothing since, and inside a component that is itself
