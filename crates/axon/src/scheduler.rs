@@ -458,9 +458,9 @@ impl Inner {
         if self.inline.get() || !self.runq.handing_off.get() {
             return false;
         }
-        let Some(caller) = self.current.borrow().clone() else {
+        if self.current.borrow().is_none() {
             return false;
-        };
+        }
         let Some(cell) = self.runq.slot.borrow_mut().take() else {
             return false;
         };
@@ -477,6 +477,11 @@ impl Inner {
         drop(guard);
         // The caller looks at its boxes again before it pauses (the contract of
         // `run_handed_off`), so what woke it in there needs no run of its own.
+        // `poll_component` has made the caller current again.
+        let current = self.current.borrow();
+        let Some(caller) = current.as_ref() else {
+            return false;
+        };
         let woken = caller.state.get() == State::Woken;
         if woken {
             caller.state.set(State::Running);

@@ -69,6 +69,18 @@ impl Component for Asker {
     }
 }
 
+/// Activates `first` and lets it settle (asleep on its inbox), then `then`, and runs until idle.
+fn run_first_then(sched: &Scheduler, first: impl Component, then: impl Component) {
+    sched.activate(first);
+    sched.run_until_idle(10);
+    sched.activate(then);
+    sched.run_until_idle(10);
+}
+
+fn assert_no_failures(sched: &Scheduler) {
+    assert!(sched.failures().is_empty(), "{:?}", sched.failures());
+}
+
 fn take(log: &Log) -> Vec<String> {
     std::mem::take(&mut *log.borrow_mut())
 }
@@ -94,11 +106,8 @@ fn the_reply_is_back_before_the_caller_pauses_and_leaves_no_wake_behind() {
     let asker = Asker::new(&[1, 2, 3], &log);
     wire(&asker, &d_inbox, &d_outbox);
     let woken = asker.woken.clone();
-    sched.activate(d);
-    sched.run_until_idle(10);
-    sched.activate(asker);
-    sched.run_until_idle(10);
-    assert!(sched.failures().is_empty(), "{:?}", sched.failures());
+    run_first_then(&sched, d, asker);
+    assert_no_failures(&sched);
     assert_eq!(
         take(&log),
         [
@@ -122,10 +131,7 @@ fn a_delivery_after_the_inline_run_still_wakes_the_caller() {
     let asker = Asker::new(&[5], &log);
     wire(&asker, &d_inbox, &d_outbox);
     let (woken, asker_inbox) = (asker.woken.clone(), asker.boxes.inbox.clone());
-    sched.activate(d);
-    sched.run_until_idle(10);
-    sched.activate(asker);
-    sched.run_until_idle(10);
+    run_first_then(&sched, d, asker);
     assert_eq!(take(&log), ["doubler 5", "asker woken=true back=[10]"]);
     asker_inbox.deliver(7).expect("unbounded inbox");
     sched.run_until_idle(10);
@@ -148,11 +154,8 @@ fn a_component_run_inline_that_sends_nothing_back_leaves_the_caller_unwoken() {
         .outbox
         .link_to(&sink.boxes().inbox)
         .expect("fresh boxes");
-    sched.activate(sink);
-    sched.run_until_idle(10);
-    sched.activate(asker);
-    sched.run_until_idle(10);
-    assert!(sched.failures().is_empty(), "{:?}", sched.failures());
+    run_first_then(&sched, sink, asker);
+    assert_no_failures(&sched);
     // The sink ran inside the asker's poll, before it logged.
     assert_eq!(take(&log), ["sink 3", "asker woken=false back=[]"]);
 }
@@ -176,7 +179,7 @@ fn without_a_hand_off_or_a_woken_component_nothing_runs() {
     });
     sched.activate(plain);
     sched.run_until_idle(10);
-    assert!(sched.failures().is_empty(), "{:?}", sched.failures());
+    assert_no_failures(&sched);
     assert_eq!(take(&log), ["plain false false", "doubler 4"]);
 }
 
@@ -207,11 +210,8 @@ fn a_component_run_inline_cannot_run_another_inline() {
     let asker = Asker::new(&[9], &log);
     wire(&asker, &middle.boxes().inbox, &middle.boxes().outbox);
     sched.activate(third);
-    sched.activate(middle);
-    sched.run_until_idle(10);
-    sched.activate(asker);
-    sched.run_until_idle(10);
-    assert!(sched.failures().is_empty(), "{:?}", sched.failures());
+    run_first_then(&sched, middle, asker);
+    assert_no_failures(&sched);
     // The third runs after the asker's poll, first in line (the middle's hand-off still counts).
     assert_eq!(
         take(&log),
@@ -231,10 +231,7 @@ fn a_component_that_panics_inline_is_finished_and_the_caller_goes_on() {
     let asker = Asker::new(&[1, 2, 3], &log);
     wire(&asker, &d_inbox, &d_outbox);
     let asker_core = asker.core().clone();
-    sched.activate(d);
-    sched.run_until_idle(10);
-    sched.activate(asker);
-    sched.run_until_idle(10);
+    run_first_then(&sched, d, asker);
     let failures = sched.failures();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].id, d_core.id());

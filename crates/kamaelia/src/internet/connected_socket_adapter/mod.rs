@@ -1090,6 +1090,15 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         self.flush(flags)
     }
 
+    /// Writes what is queued while the write side is open (or TLS has records to send).
+    fn write_out(&mut self, flags: &mut Flags) -> io::Result<()> {
+        if flags.write_open || self.tls_wants_write() {
+            self.flush_any(flags)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Reads through TLS if the connection has been upgraded, else in plaintext.
     fn fill_any(&mut self, flags: &mut Flags) -> io::Result<bool> {
         #[cfg(feature = "tls")]
@@ -1309,10 +1318,8 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         if let Some(chunk) = flags.held.take() {
             self.send_or_hold(chunk, flags);
         }
-        if flags.write_open || self.tls_wants_write() {
-            if let Err(e) = self.flush_any(flags) {
-                return Next::End(CloseReason::io(e));
-            }
+        if let Err(e) = self.write_out(flags) {
+            return Next::End(CloseReason::io(e));
         }
         let mut more = false;
         if flags.read_open && flags.can_read && flags.held.is_none() {
@@ -1331,10 +1338,8 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         // not in a pass of its own, unless the handler's run delivered anything else too.
         if flags.ran_handler && !more && !self.inbox.others_delivered_in(self.core.deliveries()) {
             flags.ran_handler = false;
-            if flags.write_open || self.tls_wants_write() {
-                if let Err(e) = self.flush_any(flags) {
-                    return Next::End(CloseReason::io(e));
-                }
+            if let Err(e) = self.write_out(flags) {
+                return Next::End(CloseReason::io(e));
             }
         }
         if flags.eof_unreported && flags.held.is_none() {
