@@ -10,6 +10,7 @@
 //! | 16: `producerFinished` on `control` after connecting (now a half-close) | [`producer_finished_half_closes_and_the_client_ends_after_the_peer_closes`] |
 //! | (`producerFinished` before the connection exists is kept, not lost) | [`producer_finished_before_connecting_is_applied_after_the_queued_bytes`] |
 //! | 16: `outbox` carries received bytes | [`outbox_carries_received_bytes_in_order`] |
+//! | (a server that speaks first is heard before the client sends) | [`a_server_that_speaks_first_is_heard_without_sending_anything`] |
 //! | `control` before the connection exists (`shutdownMicroprocess` abandons) | [`shutdown_microprocess_while_connecting_abandons_the_attempt`] |
 //! | (IPv6, names) | [`an_ipv6_literal_connects`], [`a_host_name_resolves_and_connects`] |
 //!
@@ -291,6 +292,38 @@ fn outbox_carries_received_bytes_in_order() {
     r.control.deliver(Ipc::producer_finished()).unwrap();
     run_until(&r.sched, "the client to end", || r.client.is_finished());
     assert_eq!(final_report(&r.signal, &[]).reason, CloseReason::Eof);
+}
+
+/// The adapter a client makes waits for the selector before its first read (nothing has been
+/// sent to the peer yet). A peer that speaks first and then waits must still be heard: readiness
+/// that came before the adapter asked for it is remembered, not lost to edge-triggered polling.
+#[test]
+fn a_server_that_speaks_first_is_heard_without_sending_anything() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = rig(
+        "127.0.0.1",
+        listener.local_addr().unwrap().port(),
+        TcpClientConfig::default(),
+    );
+    let mut server = accept(&r.sched, &listener);
+    server.write_all(b"220 ready\r\n").unwrap();
+    let mut got = Vec::new();
+    run_until(&r.sched, "the greeting", || {
+        drain_bytes(&r.received, &mut got);
+        got.len() >= 11
+    });
+    assert_eq!(got, b"220 ready\r\n");
+    assert!(r.signal.is_empty(), "the connection is still open");
+    // A second line, after the adapter has read once, arrives too.
+    server.write_all(b"221 bye\r\n").unwrap();
+    run_until(&r.sched, "the second line", || {
+        drain_bytes(&r.received, &mut got);
+        got.len() >= 20
+    });
+    assert_eq!(got, b"220 ready\r\n221 bye\r\n");
+    drop(server);
+    run_until(&r.sched, "the server's EOF", || !r.signal.is_empty());
+    assert_eq!(kinds(&take_all(&r.signal)), ["producerFinished"]);
 }
 
 fn round_trip_via(host: &str, listener: &TcpListener) -> SocketShutdown {

@@ -681,6 +681,11 @@ pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     counters: Rc<ConnectionCounters>,
     /// Where to hand the socket when the connection hibernates (set by the `TcpServer`).
     hibernate_to: Option<Inbox<Hibernating>>,
+    /// Read before the first readiness notice: an accepted connection's first bytes are usually
+    /// there already. A connection we made has not been sent anything yet: its first read waits
+    /// for the selector (which remembers readiness that came before the request), saving a read
+    /// that would only say `WouldBlock`.
+    read_first: bool,
 }
 
 impl<S: Socket> ConnectedSocketAdapter<S> {
@@ -754,13 +759,15 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             peer,
             local,
         };
-        Self::adopt(
+        let mut csa = Self::adopt(
             stream,
             token,
             ConnectionCounters::new(info),
             selector,
             config.into(),
-        )
+        )?;
+        csa.read_first = false;
+        Ok(csa)
     }
 
     /// Wraps a socket already registered with `selector` under `token`, continuing `counters`
@@ -806,6 +813,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             tls: None,
             counters: Rc::new(counters),
             hibernate_to: None,
+            read_first: true,
         };
         csa.core
             .link(&csa.selector_signal, selector.notify())
@@ -1510,6 +1518,10 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
         let mut csa = self;
         async move {
             let mut flags = Flags::new();
+            if !csa.read_first {
+                flags.can_read = false;
+                csa.arm_reader(&mut flags);
+            }
             let mut clocks = csa
                 .config
                 .has_timeouts()
