@@ -268,10 +268,19 @@ if has stream; then
         matrix stream "c$c" 1 "$ECHO_SERVERS" stream -c "$c" "${T[@]}"
     done
 fi
-if has connect; then
-    matrix connect "n$CONNECT_N" 0 "$ECHO_SERVERS" connect -n "$CONNECT_N" -c 16
-fi
 for s in $ECHO_SERVERS; do stop_server "$s"; done
+if has connect; then
+    # A fresh server, on a fresh port, for every run: each run leaves CONNECT_N connections in
+    # TIME_WAIT toward the port it used, and 28,000 ephemeral ports toward one port fill within a
+    # few runs, after which the generator's connect(2) searches for a free port and measures that.
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for s in $(rotate "$rep" $ECHO_SERVERS); do
+            start_server "$s" || { skipped connect "n$CONNECT_N" "$s" "$rep"; continue; }
+            run_gen connect "n$CONNECT_N" "$s" "$rep" 0 connect -n "$CONNECT_N" -c 16
+            stop_server "$s"
+        done
+    done
+fi
 
 if has relay; then
     start_server mio
@@ -293,13 +302,21 @@ if has relay; then
     }
     for sz in 64 4096 65536; do relay_matrix "echo_c64_s$sz" echo -c 64 -s "$sz" "${T[@]}"; done
     for c in 1 16; do relay_matrix "stream_c$c" stream -c "$c" "${T[@]}"; done
+    for r in $RELAYS mio; do stop_server "$r"; done
+    # Connect: a fresh backend and relay, on fresh ports, for every run (as for the echo servers'
+    # connect cells). The relay is the side that closes first toward the backend, so its
+    # connections to the backend's one port stay in TIME_WAIT; shared across runs, they would
+    # make later runs measure the relay's connect(2) searching for a free port.
     for ((rep = 1; rep <= REPS; rep++)); do
         for r in $(rotate "$rep" $RELAYS); do
-            ensure_server "$r" || { skipped relay "connect_n$RELAY_CONNECT_N" "$r" "$rep"; continue; }
+            start_server mio || { skipped relay "connect_n$RELAY_CONNECT_N" "$r" "$rep"; continue; }
+            BACKEND=${SRV_ADDR[mio]}
+            start_server "$r" || { skipped relay "connect_n$RELAY_CONNECT_N" "$r" "$rep"; stop_server mio; continue; }
             run_gen relay "connect_n$RELAY_CONNECT_N" "$r" "$rep" 0 connect -n "$RELAY_CONNECT_N" -c 16
+            stop_server "$r"
+            stop_server mio
         done
     done
-    for r in $RELAYS mio; do stop_server "$r"; done
 fi
 
 if has tls; then
