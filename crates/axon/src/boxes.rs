@@ -151,14 +151,13 @@ impl<W> Few<W> {
     }
 }
 
-/// The linkage state of a node, kept in the node itself.
+/// The linkage state of a node, allocated the first time the node is linked.
 ///
-/// It was once a separate allocation made at the first link, so that unlinked boxes stayed small.
-/// But a connection links most of its boxes as it is wired, and an allocation and a free each
-/// cost more than the 48 bytes saved: in the node, a relayed connection makes 22 fewer
-/// allocations (echo: 10), and a push reaches the final box without following a pointer. An idle
-/// echo connection that does not hibernate grows by about 40 bytes (of 5.2 KB); one that
-/// hibernates has dropped its components. Kept to 56 bytes.
+/// Kept to 56 bytes (a 64-byte allocation): an idle connection has ten linked boxes. (Keeping it
+/// in the node instead saves that allocation, 22 per relayed connection and about 3% of the
+/// instructions of its setup, but every box then takes a 176-byte block instead of 128, and an
+/// idle component's four default boxes take it past the 1 KiB of issue 2: 943 → 1,135 B. The
+/// test `a_box_node_fits_a_128_byte_block` holds the line.)
 struct Links<T> {
     target: Option<Rc<BoxNode<T>>>,
     sources: Few<Weak<BoxNode<T>>>,
@@ -201,7 +200,7 @@ pub(crate) struct BoxNode<T> {
     /// This box's flag in its owner's record of deliveries ([`Deliveries`]): its position among
     /// the owner's boxes, the 64th and later sharing the last flag.
     flag: u8,
-    links: RefCell<Links<T>>,
+    links: RefCell<Option<Box<Links<T>>>>,
 }
 
 impl<T: 'static> BoxNode<T> {
@@ -216,7 +215,7 @@ impl<T: 'static> BoxNode<T> {
             queue: RefCell::new(VecDeque::new()),
             capacity: Cell::new(u32::MAX),
             flag: position.min(63) as u8,
-            links: RefCell::new(Links::default()),
+            links: RefCell::new(None),
         })
     }
 
@@ -246,7 +245,7 @@ impl<T: 'static> BoxNode<T> {
     #[inline]
     fn push(&self, msg: T) -> Result<(), NoSpaceInBox<T>> {
         let links = self.links.borrow();
-        match links.resolved.as_deref() {
+        match links.as_deref().and_then(|l| l.resolved.as_deref()) {
             Some(fin) => fin.push_local(msg),
             None => self.push_local(msg),
         }
@@ -255,7 +254,10 @@ impl<T: 'static> BoxNode<T> {
     /// Applies `f` to the final box of this box's chain (itself when unlinked).
     fn with_final<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
         let links = self.links.borrow();
-        f(links.resolved.as_deref().unwrap_or(self))
+        f(links
+            .as_deref()
+            .and_then(|l| l.resolved.as_deref())
+            .unwrap_or(self))
     }
 
     /// Whether a push would be accepted now.
@@ -311,12 +313,9 @@ impl<T: 'static> BoxNode<T> {
 
     /// Wakes the producers that sleep until this box is collected from, if any.
     fn wake_collectors(&self) {
-        let waiters = {
-            let mut l = self.links.borrow_mut();
-            if l.waiters.is_empty() {
-                return;
-            }
-            std::mem::take(&mut l.waiters)
+        let waiters = match self.links.borrow_mut().as_deref_mut() {
+            Some(l) if !l.waiters.is_empty() => std::mem::take(&mut l.waiters),
+            _ => return,
         };
         match waiters {
             // The usual case: one producer waits, woken with no list to allocate.
@@ -341,7 +340,12 @@ impl<T: 'static> BoxNode<T> {
         if self.dir != Direction::Out {
             return;
         }
-        let fin = match self.links.borrow().resolved.clone() {
+        let fin = match self
+            .links
+            .borrow()
+            .as_deref()
+            .and_then(|l| l.resolved.clone())
+        {
             Some(fin) if fin.dir == Direction::In => fin,
             _ => return,
         };
@@ -363,11 +367,16 @@ impl<T: 'static> BoxNode<T> {
     }
 
     fn links_mut(&self) -> RefMut<'_, Links<T>> {
-        self.links.borrow_mut()
+        RefMut::map(self.links.borrow_mut(), |l| {
+            &mut **l.get_or_insert_with(Box::default)
+        })
     }
 
     fn target(&self) -> Option<Rc<Self>> {
-        self.links.borrow().target.clone()
+        self.links
+            .borrow()
+            .as_deref()
+            .and_then(|l| l.target.clone())
     }
 
     /// Calls `f` with each box feeding this one that is still alive, with this box's links not
@@ -375,10 +384,10 @@ impl<T: 'static> BoxNode<T> {
     /// case for the box being linked or cut (a component's outbox); no allocation for one source.
     #[inline]
     fn for_each_source(&self, mut f: impl FnMut(Rc<Self>)) {
-        let (one, many) = match &self.links.borrow().sources {
-            Few::None => return,
-            Few::One(w) => (w.upgrade(), Vec::new()),
-            Few::Many(v) => (None, v.to_vec()),
+        let (one, many) = match self.links.borrow().as_deref().map(|l| &l.sources) {
+            None | Some(Few::None) => return,
+            Some(Few::One(w)) => (w.upgrade(), Vec::new()),
+            Some(Few::Many(v)) => (None, v.to_vec()),
         };
         if let Some(src) = one {
             f(src);
@@ -458,8 +467,7 @@ impl<T: 'static> BoxNode<T> {
         // The cut tree no longer feeds the old final box: its producers' registrations there go
         // (waking them below makes each register again with what it feeds now, if it still waits).
         let old_fin = target.final_node();
-        {
-            let mut l = old_fin.links.borrow_mut();
+        if let Some(l) = old_fin.links.borrow_mut().as_deref_mut() {
             if !l.waiters.is_empty() {
                 let mut cut = Vec::new();
                 Self::tree_owners(src, &mut cut);
@@ -621,7 +629,10 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
     }
 
     fn link_epoch(&self) -> u64 {
-        u64::from(self.links.borrow().epoch)
+        self.links
+            .borrow()
+            .as_deref()
+            .map_or(0, |l| u64::from(l.epoch))
     }
 
     fn detach(self: Rc<Self>) {
@@ -976,8 +987,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn link_state_stays_small() {
-        // Every box has one, linked or not: see `Links`.
+    fn a_box_node_fits_a_128_byte_block() {
+        // An idle component is four box nodes, its cell, registry and future: 942 B in
+        // `cargo bench -p axon --bench idle_memory`, against a budget of 1 KiB (issue 2). A node
+        // and its `Rc` counts must stay within one 128-byte glibc block (request + 8 bytes of
+        // header, rounded up to 16); one size class more is 48 bytes per box, 192 per component.
+        fn block<T>() -> usize {
+            let request = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<BoxNode<T>>();
+            (request + 8).next_multiple_of(16)
+        }
+        assert_eq!(block::<u64>(), 128);
+        assert_eq!(block::<Vec<u8>>(), 128);
+        assert_eq!(
+            block::<[u8; 512]>(),
+            128,
+            "a node does not grow with its message type"
+        );
+    }
+
+    #[test]
+    fn link_state_fits_a_64_byte_allocation() {
+        // Every linked box of every idle connection has one: see `Links`.
         assert!(std::mem::size_of::<Links<u64>>() <= 56);
         assert_eq!(
             std::mem::size_of::<Few<Weak<ComponentCell>>>(),
