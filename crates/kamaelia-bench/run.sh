@@ -276,7 +276,7 @@ if has connect; then
     for ((rep = 1; rep <= REPS; rep++)); do
         for s in $(rotate "$rep" $ECHO_SERVERS); do
             start_server "$s" || { skipped connect "n$CONNECT_N" "$s" "$rep"; continue; }
-            run_gen connect "n$CONNECT_N" "$s" "$rep" 0 connect -n "$CONNECT_N" -c 16
+            run_gen connect "n$CONNECT_N" "$s" "$rep" 1 connect -n "$CONNECT_N" -c 16
             stop_server "$s"
         done
     done
@@ -312,7 +312,8 @@ if has relay; then
             start_server mio || { skipped relay "connect_n$RELAY_CONNECT_N" "$r" "$rep"; continue; }
             BACKEND=${SRV_ADDR[mio]}
             start_server "$r" || { skipped relay "connect_n$RELAY_CONNECT_N" "$r" "$rep"; stop_server mio; continue; }
-            run_gen relay "connect_n$RELAY_CONNECT_N" "$r" "$rep" 0 connect -n "$RELAY_CONNECT_N" -c 16
+            run_gen relay "connect_n$RELAY_CONNECT_N" "$r" "$rep" "$([[ $r == socat ]] && echo 0 || echo 1)" \
+                connect -n "$RELAY_CONNECT_N" -c 16
             stop_server "$r"
             stop_server mio
         done
@@ -403,7 +404,11 @@ table() {
             echo; echo "### stream: $m"; echo; table stream "$m" kamaelia "$ECHO_SERVERS"
         done
     fi
-    if has connect; then echo; echo "### connect: conns_per_s"; echo; table connect conns_per_s kamaelia "$ECHO_SERVERS"; fi
+    if has connect; then
+        for m in conns_per_s server_cpu_us_per_conn; do
+            echo; echo "### connect: $m"; echo; table connect "$m" kamaelia "$ECHO_SERVERS"
+        done
+    fi
     if has idle; then
         for m in bytes_per_conn held open_secs; do
             echo; echo "### idle: $m"; echo; table idle "$m" kamaelia "$ECHO_SERVERS"
@@ -414,6 +419,7 @@ table() {
         echo; echo "### relay echo: relay CPU µs per message"; echo; table relay server_cpu_us_per_msg kamaelia-relay "$RELAYS" echo
         echo; echo "### relay stream: mb_per_s"; echo; table relay mb_per_s kamaelia-relay "$RELAYS" stream
         echo; echo "### relay connect: conns_per_s"; echo; table relay conns_per_s kamaelia-relay "$RELAYS" connect
+        echo; echo "### relay connect: relay CPU µs per connection"; echo; table relay server_cpu_us_per_conn kamaelia-relay "$RELAYS" connect
     fi
     if has tls; then
         echo; echo "### tls echo: msgs_per_s"; echo; table tls msgs_per_s kamaelia-tls "kamaelia-tls tokio-tls" echo

@@ -8,7 +8,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::common::{self, Error, Errors, Histogram};
+use crate::common::{self, CpuWindow, Error, Errors, Histogram};
 
 /// What `connect` was asked to do.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub(crate) struct ConnectArgs {
     pub(crate) concurrency: usize,
     /// The whole run's limit.
     pub(crate) timeout: Duration,
+    /// The server's process: its CPU time over the run is reported per connection.
+    pub(crate) server_pid: Option<u32>,
 }
 
 /// How long one connection may take (connect, echo) before it counts as an error.
@@ -36,8 +38,51 @@ struct Attempt {
     state: State,
 }
 
+/// What one `connect` run measured.
+struct Outcome {
+    /// Connections at once.
+    c: usize,
+    ok: usize,
+    secs: f64,
+    latency: Histogram,
+    errors: Errors,
+    /// The server's CPU microseconds over the run, when its PID was given.
+    cpu_us: Option<io::Result<u64>>,
+}
+
 /// Runs `connect` and prints its `RESULT` line; `Ok(false)` when there were errors.
 pub(crate) fn run(a: &ConnectArgs) -> Result<bool, Error> {
+    let o = measure(a)?;
+    let cpu = match &o.cpu_us {
+        Some(Ok(us)) if o.ok > 0 => format!(
+            " server_cpu_us_per_conn={:.2} server_cpu_pct={:.1}",
+            *us as f64 / o.ok as f64,
+            *us as f64 / 1e4 / o.secs
+        ),
+        Some(Err(e)) => {
+            eprintln!("warning: cannot read the server's CPU time: {e}");
+            String::new()
+        }
+        _ => String::new(),
+    };
+    o.errors.report();
+    println!(
+        "RESULT mode=connect n={} c={} secs={:.2} ok={} conns_per_s={:.0} p50_us={:.1} \
+         p99_us={:.1} errors={}{cpu}",
+        a.n,
+        o.c,
+        o.secs,
+        o.ok,
+        o.ok as f64 / o.secs,
+        o.latency.quantile_us(0.5),
+        o.latency.quantile_us(0.99),
+        o.errors.count,
+    );
+    Ok(o.errors.count == 0 && o.ok == a.n)
+}
+
+/// Makes the connections and measures them.
+fn measure(a: &ConnectArgs) -> Result<Outcome, Error> {
     let c = a.concurrency.clamp(1, a.n.max(1));
     common::check_open_files(c)?;
     let mut poll = Poll::new()?;
@@ -46,6 +91,8 @@ pub(crate) fn run(a: &ConnectArgs) -> Result<bool, Error> {
     let mut errors = Errors::default();
     let mut latency = Histogram::new();
     let (mut started, mut ok) = (0usize, 0usize);
+    // Over the whole run: a connection's cost is its setup and teardown, with no warm-up to skip.
+    let cpu = a.server_pid.map(CpuWindow::start);
     let t0 = Instant::now();
     let hard_end = t0 + a.timeout;
     let mut last_scan = t0;
@@ -108,18 +155,14 @@ pub(crate) fn run(a: &ConnectArgs) -> Result<bool, Error> {
             }
         }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    errors.report();
-    println!(
-        "RESULT mode=connect n={} c={c} secs={secs:.2} ok={ok} conns_per_s={:.0} p50_us={:.1} \
-         p99_us={:.1} errors={}",
-        a.n,
-        ok as f64 / secs,
-        latency.quantile_us(0.5),
-        latency.quantile_us(0.99),
-        errors.count,
-    );
-    Ok(errors.count == 0 && ok == a.n)
+    Ok(Outcome {
+        c,
+        ok,
+        secs: t0.elapsed().as_secs_f64(),
+        latency,
+        errors,
+        cpu_us: cpu.map(|w| w.and_then(|w| w.used_us())),
+    })
 }
 
 fn start(poll: &Poll, inflight: &mut Slab<Attempt>, addr: SocketAddr) -> io::Result<()> {
@@ -169,5 +212,66 @@ fn advance(att: &mut Attempt) -> io::Result<bool> {
         )),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A blocking echo server on loopback that serves `n` connections, one thread each, and
+    /// counts the bytes it echoed.
+    fn echo_server(n: usize) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut echoed = 0;
+            for _ in 0..n {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 16];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => {
+                            echoed += k;
+                            if s.write_all(&buf[..k]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            echoed
+        });
+        (addr, server)
+    }
+
+    #[test]
+    fn every_connection_echoes_one_byte_and_the_servers_cpu_is_read() {
+        let (addr, server) = echo_server(40);
+        let args = ConnectArgs {
+            addr,
+            n: 40,
+            concurrency: 4,
+            timeout: Duration::from_secs(30),
+            // This process stands in for the server: its CPU time is readable.
+            server_pid: Some(std::process::id()),
+        };
+        let o = measure(&args).unwrap();
+        assert_eq!((o.ok, o.errors.count), (40, 0), "{:?}", o.errors.first);
+        assert_eq!(server.join().unwrap(), 40, "one byte per connection");
+        assert!(matches!(o.cpu_us, Some(Ok(_))), "{:?}", o.cpu_us);
+        // And with no PID, no CPU figure.
+        let (addr, server) = echo_server(3);
+        let o = measure(&ConnectArgs {
+            addr,
+            n: 3,
+            server_pid: None,
+            ..args
+        })
+        .unwrap();
+        assert_eq!(o.ok, 3);
+        assert!(o.cpu_us.is_none());
+        assert_eq!(server.join().unwrap(), 3);
     }
 }

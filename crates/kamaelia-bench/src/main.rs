@@ -5,7 +5,7 @@
 //! ```text
 //! kamaelia-bench echo    --addr A -c C -s S --duration SECS [--tls CA.pem] [--server-pid PID]
 //! kamaelia-bench stream  --addr A -c C --duration SECS [--tls CA.pem] [--server-pid PID]
-//! kamaelia-bench connect --addr A -n N [-c C]
+//! kamaelia-bench connect --addr A -n N [-c C] [--server-pid PID]
 //! kamaelia-bench idle    --addr A -n N --server-pid PID
 //! kamaelia-bench gen-cert --dir DIR | free-port | wait-port --addr A
 //! ```
@@ -84,6 +84,9 @@ enum Command {
         /// Limit for the whole run.
         #[arg(long, default_value_t = 60.0, value_name = "SECS")]
         timeout: f64,
+        /// The server's process id: report its CPU time per connection (from /proc/PID/stat).
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Hold N idle connections; report the server's resident memory per connection.
     Idle {
@@ -215,11 +218,13 @@ fn run(command: Command) -> Result<bool, common::Error> {
             n,
             concurrency,
             timeout,
+            server_pid,
         } => connect::run(&connect::ConnectArgs {
             addr: target.addr,
             n,
             concurrency,
             timeout: secs(timeout, "--timeout")?,
+            server_pid,
         }),
         Command::Idle {
             target,
