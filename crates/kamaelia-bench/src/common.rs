@@ -120,6 +120,30 @@ pub(crate) fn split(sockets: Vec<TcpStream>, threads: usize) -> Vec<Vec<(usize, 
     groups
 }
 
+/// The `RESULT` line's server-CPU fields: ` server_cpu_us_per_UNIT=...` (the CPU µs divided by
+/// `per`, with `decimals` places) and ` server_cpu_pct=...` over `secs`. Empty without a reading
+/// (no PID given) or with nothing to divide by; a reading that failed is a warning on stderr.
+pub(crate) fn cpu_fields(
+    cpu_us: Option<&io::Result<u64>>,
+    unit: &str,
+    per: f64,
+    decimals: usize,
+    secs: f64,
+) -> String {
+    match cpu_us {
+        Some(Ok(us)) if per > 0.0 => format!(
+            " server_cpu_us_per_{unit}={:.decimals$} server_cpu_pct={:.1}",
+            *us as f64 / per,
+            *us as f64 / 1e4 / secs
+        ),
+        Some(Err(e)) => {
+            eprintln!("warning: cannot read the server's CPU time: {e}");
+            String::new()
+        }
+        _ => String::new(),
+    }
+}
+
 /// A server's CPU time over a window, read from `/proc` at both ends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuWindow {
@@ -286,6 +310,27 @@ mod tests {
         assert!(loopback("127.0.0.1:1").is_ok());
         assert!(loopback("[::1]:1").is_ok());
         assert!(loopback("10.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn cpu_fields_divide_and_format_as_each_mode_reports_them() {
+        let us: io::Result<u64> = Ok(1_500_000);
+        assert_eq!(
+            cpu_fields(Some(&us), "msg", 1_000.0, 3, 3.0),
+            " server_cpu_us_per_msg=1500.000 server_cpu_pct=50.0"
+        );
+        assert_eq!(
+            cpu_fields(Some(&us), "conn", 4_000.0, 2, 1.5),
+            " server_cpu_us_per_conn=375.00 server_cpu_pct=100.0"
+        );
+        assert_eq!(
+            cpu_fields(Some(&us), "mb", 0.0, 1, 3.0),
+            "",
+            "nothing to divide by"
+        );
+        assert_eq!(cpu_fields(None, "mb", 10.0, 1, 3.0), "", "no PID given");
+        let failed: io::Result<u64> = Err(io::ErrorKind::NotFound.into());
+        assert_eq!(cpu_fields(Some(&failed), "mb", 10.0, 1, 3.0), "");
     }
 
     #[test]

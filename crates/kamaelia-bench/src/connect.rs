@@ -53,18 +53,7 @@ struct Outcome {
 /// Runs `connect` and prints its `RESULT` line; `Ok(false)` when there were errors.
 pub(crate) fn run(a: &ConnectArgs) -> Result<bool, Error> {
     let o = measure(a)?;
-    let cpu = match &o.cpu_us {
-        Some(Ok(us)) if o.ok > 0 => format!(
-            " server_cpu_us_per_conn={:.2} server_cpu_pct={:.1}",
-            *us as f64 / o.ok as f64,
-            *us as f64 / 1e4 / o.secs
-        ),
-        Some(Err(e)) => {
-            eprintln!("warning: cannot read the server's CPU time: {e}");
-            String::new()
-        }
-        _ => String::new(),
-    };
+    let cpu = common::cpu_fields(o.cpu_us.as_ref(), "conn", o.ok as f64, 2, o.secs);
     o.errors.report();
     println!(
         "RESULT mode=connect n={} c={} secs={:.2} ok={} conns_per_s={:.0} p50_us={:.1} \

@@ -99,18 +99,7 @@ pub(crate) fn run(a: &EchoArgs) -> Result<bool, Error> {
     let msgs_per_s = stats.msgs as f64 / secs;
     // Payload echoed, one direction, in 10^6 bytes per second.
     let mb_per_s = stats.msgs as f64 * a.size as f64 / secs / 1e6;
-    let cpu = match cpu_us {
-        Some(Ok(us)) if stats.msgs > 0 => format!(
-            " server_cpu_us_per_msg={:.3} server_cpu_pct={:.1}",
-            us as f64 / stats.msgs as f64,
-            us as f64 / 1e4 / secs
-        ),
-        Some(Err(e)) => {
-            eprintln!("warning: cannot read the server's CPU time: {e}");
-            String::new()
-        }
-        _ => String::new(),
-    };
+    let cpu = common::cpu_fields(cpu_us.as_ref(), "msg", stats.msgs as f64, 3, secs);
     stats.errors.report();
     println!(
         "RESULT mode=echo tls={} c={} s={} secs={secs:.2} msgs={} msgs_per_s={msgs_per_s:.0} \

@@ -82,18 +82,8 @@ pub(crate) fn run(a: &StreamArgs) -> Result<bool, Error> {
     let secs = a.duration.as_secs_f64();
     let mb_per_s = stats.window_bytes as f64 / secs / 1e6;
     let pass = stats.errors.count == 0 && stats.complete == a.conns;
-    let cpu = match cpu_us {
-        Some(Ok(us)) if stats.window_bytes > 0 => format!(
-            " server_cpu_us_per_mb={:.1} server_cpu_pct={:.1}",
-            us as f64 / (stats.window_bytes as f64 / 1e6),
-            us as f64 / 1e4 / secs
-        ),
-        Some(Err(e)) => {
-            eprintln!("warning: cannot read the server's CPU time: {e}");
-            String::new()
-        }
-        _ => String::new(),
-    };
+    let mb = stats.window_bytes as f64 / 1e6;
+    let cpu = common::cpu_fields(cpu_us.as_ref(), "mb", mb, 1, secs);
     stats.errors.report();
     println!(
         "RESULT mode=stream tls={} c={} secs={secs:.2} mb_per_s={mb_per_s:.1} total_mb={:.1} \
