@@ -97,6 +97,26 @@ fn final_report(signal: &Inbox<Ipc>, before: &[&str]) -> SocketShutdown {
     }
 }
 
+/// A client (default configuration) connected to a fresh loopback listener, and the server's end.
+fn connected() -> (Rig, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = rig(
+        "127.0.0.1",
+        listener.local_addr().unwrap().port(),
+        TcpClientConfig::default(),
+    );
+    let server = accept(&r.sched, &listener);
+    (r, server)
+}
+
+/// Steps the scheduler until at least `n` bytes came out of the client, appending them to `got`.
+fn receive(r: &Rig, got: &mut Vec<u8>, n: usize, what: &str) {
+    run_until(&r.sched, what, || {
+        drain_bytes(&r.received, got);
+        got.len() >= n
+    });
+}
+
 /// A loopback listener that accepts nothing more: backlog 0 and one connection already queued.
 /// The returned stream keeps the queue full.
 fn full_listener() -> (TcpListener, TcpStream, SocketAddr) {
@@ -216,17 +236,13 @@ fn shutdown_microprocess_while_connecting_abandons_the_attempt() {
 
 #[test]
 fn producer_finished_half_closes_and_the_client_ends_after_the_peer_closes() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let r = rig("127.0.0.1", addr.port(), TcpClientConfig::default());
-    let mut server = accept(&r.sched, &listener);
+    let (r, mut server) = connected();
+    // The accepted end's local address is the listener's: the one the client connected to.
+    let addr = server.local_addr().unwrap();
 
     server.write_all(b"hi").unwrap();
     let mut got = Vec::new();
-    run_until(&r.sched, "the greeting", || {
-        drain_bytes(&r.received, &mut got);
-        got.len() >= 2
-    });
+    receive(&r, &mut got, 2, "the greeting");
     assert_eq!(got, b"hi");
 
     r.input.deliver(Bytes::from_static(b"last words")).unwrap();
@@ -240,10 +256,7 @@ fn producer_finished_half_closes_and_the_client_ends_after_the_peer_closes() {
     // Half-closed: the client still reads until the server closes.
     server.write_all(b"after your FIN").unwrap();
     let mut late = Vec::new();
-    run_until(&r.sched, "bytes after the half-close", || {
-        drain_bytes(&r.received, &mut late);
-        late.len() >= 14
-    });
+    receive(&r, &mut late, 14, "bytes after the half-close");
     assert_eq!(late, b"after your FIN");
     assert!(!r.client.is_finished());
     assert!(r.signal.is_empty());
@@ -266,13 +279,7 @@ fn producer_finished_half_closes_and_the_client_ends_after_the_peer_closes() {
 
 #[test]
 fn outbox_carries_received_bytes_in_order() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let r = rig(
-        "127.0.0.1",
-        listener.local_addr().unwrap().port(),
-        TcpClientConfig::default(),
-    );
-    let mut server = accept(&r.sched, &listener);
+    let (r, mut server) = connected();
     let data = pattern(500_000, 21);
     for piece in data.chunks(33_333) {
         server.write_all(piece).unwrap();
@@ -299,27 +306,15 @@ fn outbox_carries_received_bytes_in_order() {
 /// that came before the adapter asked for it is remembered, not lost to edge-triggered polling.
 #[test]
 fn a_server_that_speaks_first_is_heard_without_sending_anything() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let r = rig(
-        "127.0.0.1",
-        listener.local_addr().unwrap().port(),
-        TcpClientConfig::default(),
-    );
-    let mut server = accept(&r.sched, &listener);
+    let (r, mut server) = connected();
     server.write_all(b"220 ready\r\n").unwrap();
     let mut got = Vec::new();
-    run_until(&r.sched, "the greeting", || {
-        drain_bytes(&r.received, &mut got);
-        got.len() >= 11
-    });
+    receive(&r, &mut got, 11, "the greeting");
     assert_eq!(got, b"220 ready\r\n");
     assert!(r.signal.is_empty(), "the connection is still open");
     // A second line, after the adapter has read once, arrives too.
     server.write_all(b"221 bye\r\n").unwrap();
-    run_until(&r.sched, "the second line", || {
-        drain_bytes(&r.received, &mut got);
-        got.len() >= 20
-    });
+    receive(&r, &mut got, 20, "the second line");
     assert_eq!(got, b"220 ready\r\n221 bye\r\n");
     drop(server);
     run_until(&r.sched, "the server's EOF", || !r.signal.is_empty());
