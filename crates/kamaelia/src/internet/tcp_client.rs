@@ -62,12 +62,19 @@ impl TcpClientConfig {
     }
 }
 
+/// `host:port` as an address when `host` is an IPv4 or IPv6 literal (with or without brackets).
+fn literal(host: &str, port: u16) -> Option<SocketAddr> {
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port))
+}
+
 /// Resolves `host:port` without blocking the scheduler: literals at once, names on a helper
 /// thread. `localhost` and other names give every address they resolve to, in resolver order.
 async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = literal.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
+    if let Some(addr) = literal(host, port) {
+        return Ok(vec![addr]);
     }
     let slot: Arc<Mutex<Option<io::Result<Vec<SocketAddr>>>>> = Arc::default();
     let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
@@ -174,6 +181,24 @@ impl ClientTemplate {
     /// A new client to the template's target. Nothing happens until it is activated.
     pub fn client(&self) -> TcpClient {
         TcpClient::from_template(self.clone())
+    }
+
+    /// The target's address and the adapter settings for a bare adapter to connect to it
+    /// ([`ConnectedSocketAdapter::connect`]), when a client would add nothing to one: the host is
+    /// an address, not a name, and there is no delay and no TLS. The settings carry the client's
+    /// connect timeout.
+    pub(crate) fn direct(&self) -> Option<(SocketAddr, Rc<CsaConfig>)> {
+        let config = &self.config;
+        #[cfg(feature = "tls")]
+        if config.tls.is_some() {
+            return None;
+        }
+        if !config.delay.is_zero() {
+            return None;
+        }
+        let addr = literal(&self.host, self.port)?;
+        let csa = CsaConfig::clone(&self.csa).connect_timeout(config.connect_timeout);
+        Some((addr, Rc::new(csa)))
     }
 }
 

@@ -1,20 +1,42 @@
-//! A TCP relay: each accepted connection is wired to a [`TcpClient`](crate::internet::TcpClient) to the target.
+//! A TCP relay: each accepted connection is wired to a connection of its own to the target.
 
 use axon::ipc::ConnectionInfo;
 use axon::AnyComponent;
 
-use crate::internet::{ClientTemplate, TcpClientConfig};
+use crate::internet::{ClientTemplate, ConnectedSocketAdapter, SelectorHandle, TcpClientConfig};
 
 /// A protocol factory for [`ServerCore`](crate::chassis::ServerCore) that makes each accepted
-/// connection's handler a [`TcpClient`](crate::internet::TcpClient) to `host:port`.
+/// connection's handler a connection of its own to `host:port`.
+///
+/// When `host` is an IP address and `config` asks for no delay and no TLS, the handler is a bare
+/// [`ConnectedSocketAdapter`] connecting to it ([`ConnectedSocketAdapter::connect`], with
+/// `config`'s connect timeout and adapter settings): one component per side. Otherwise (a name to
+/// resolve, TLS, a delay), or if the connect cannot even start, it is a
+/// [`TcpClient`](crate::internet::TcpClient).
 ///
 /// With ServerCore's wiring, bytes flow both ways unchanged; the peer finishing sending half-closes
-/// the target side and vice versa; a failed connect to the target closes the accepted connection.
+/// the target side and vice versa; a target that cannot be reached or closes ends the accepted
+/// connection's write side once everything the target sent is out (the peer reads EOF).
 pub fn factory(
     host: &str,
     port: u16,
     config: TcpClientConfig,
 ) -> impl FnMut(&ConnectionInfo) -> Box<dyn AnyComponent> {
     let target = ClientTemplate::new(host, port, config);
-    move |_| Box::new(target.client())
+    let direct = target.direct();
+    move |_| {
+        if let Some((addr, csa)) = &direct {
+            let started = SelectorHandle::current().and_then(|selector| {
+                ConnectedSocketAdapter::connect(*addr, &selector, csa.clone())
+            });
+            match started {
+                Ok(adapter) => return Box::new(adapter),
+                // The client tries again, and reports a failure the way a failed connect ends.
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "cannot start connecting; using a TcpClient")
+                }
+            }
+        }
+        Box::new(target.client())
+    }
 }

@@ -188,6 +188,9 @@ pub struct CsaConfig {
     pub inbox_size: usize,
     /// How long a TLS handshake may take before the connection is ended.
     pub tls_handshake_timeout: Duration,
+    /// How long the connect of an adapter made by [`ConnectedSocketAdapter::connect`] may take
+    /// before the adapter ends with reason `Timeout("connect")`.
+    pub connect_timeout: Duration,
     /// End the connection after this long with no byte either way (reason `Timeout("idle")`).
     pub idle_timeout: Option<Duration>,
     /// Slow-loris guard: in each window of this length in which the peer sends anything at all,
@@ -218,6 +221,7 @@ impl Default for CsaConfig {
             hand_off_bytes: Some(16 * 1024),
             inbox_size: 64,
             tls_handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
             idle_timeout: None,
             read_timeout: None,
             read_min_bytes: 1,
@@ -251,6 +255,12 @@ impl CsaConfig {
     /// Sets how long a TLS handshake may take before the connection is ended.
     pub fn tls_handshake_timeout(mut self, d: Duration) -> Self {
         self.tls_handshake_timeout = d;
+        self
+    }
+
+    /// Sets how long the connect of an adapter made by [`ConnectedSocketAdapter::connect`] may take.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
         self
     }
 
@@ -432,6 +442,16 @@ pub trait Socket: Read + Write + mio::event::Source + 'static {
     /// Makes closing the socket reset the connection (`SO_LINGER` 0), for an abort. Best effort.
     fn set_reset_on_close(&self);
 
+    /// The socket's pending error (`SO_ERROR`), cleared by asking: how a non-blocking connect
+    /// failed. `Ok(None)` by default, for sockets that never connect in the background.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockopt(2)`.
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(None)
+    }
+
     /// Reads up to `want` bytes (one read), appending them to `buf`, which has room for them.
     /// Returns the count; 0 at end of stream. The default reads through [`Read`] into zeroed
     /// space; `TcpStream` receives straight into the spare capacity.
@@ -478,6 +498,10 @@ impl Socket for TcpStream {
     fn set_reset_on_close(&self) {
         // Failing leaves an orderly close, which still ends the connection.
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        TcpStream::take_error(self)
     }
 
     fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
@@ -554,6 +578,10 @@ struct Flags {
     tls_in: Option<Bytes>,
     /// Under TLS: when the handshake must be done by.
     handshake_deadline: Option<Instant>,
+    /// The socket is still connecting ([`ConnectedSocketAdapter::connect`]), by
+    /// [`ConnectedSocketAdapter::connect_deadline`]. Nothing is read or written meanwhile: bytes
+    /// and a `producerFinished` wait.
+    connecting: bool,
     /// A chunk passed on in this pass was handed off ([`CsaConfig::hand_off_bytes`]): stop
     /// reading and write what the handler sent back first.
     handed_off: bool,
@@ -585,6 +613,7 @@ impl Flags {
             tls_unsent: None,
             tls_in: None,
             handshake_deadline: None,
+            connecting: false,
             handed_off: false,
             ran_handler: false,
             small_wait: 0,
@@ -597,15 +626,18 @@ impl Flags {
 ///
 /// Most programs never make one directly: [`TcpClient`](super::TcpClient) and
 /// [`TcpServer`](super::TcpServer) do, and [`ServerCore`](crate::chassis::ServerCore) wires one to a
-/// protocol handler per connection.
+/// protocol handler per connection. [`ConnectedSocketAdapter::connect`] makes one that finishes a
+/// connect of its own first (a relay's side towards its target).
 ///
 /// # Inboxes
 ///
 /// * `inbox` — `Bytes` to send, written in order, one message at a time, never reordered or mixed
 ///   with other streams. Bounded ([`CsaConfig::inbox_size`]): producers wait while the socket is slow.
-/// * `control` — `producerFinished` (or a kind of it): send everything already queued, then close
-///   the write side (FIN); `shutdownMicroprocess` (or `serverShutdown`): close now, dropping what is
-///   queued; `abort`: the same, but the peer gets a reset (RST). Other messages are ignored.
+/// * `control` — `producerFinished` (or a kind of it), or `shutdownCSA` (the adapter feeding this
+///   one has ended, as when a relay's other side closes): send everything already queued, then
+///   close the write side (FIN); `shutdownMicroprocess` (or `serverShutdown`): close now, dropping
+///   what is queued; `abort`: the same, but the peer gets a reset (RST). Other messages are
+///   ignored.
 /// * `ReadReady` — readiness notices from the [`Selector`](super::Selector): the socket may be readable.
 /// * `SendReady` — readiness notices: the socket may be writable.
 /// * `makessl` — [`MakeSsl`]: upgrade to TLS in place.
@@ -649,7 +681,8 @@ impl Flags {
 /// # Shutdown
 ///
 /// The adapter ends when both directions are closed (peer EOF and our `producerFinished`, in either
-/// order), on `shutdownMicroprocess`, or on an I/O error. It then closes the socket and sends, in
+/// order), on `shutdownMicroprocess`, on an I/O error, or when its own connect
+/// ([`ConnectedSocketAdapter::connect`]) fails or times out. It then closes the socket and sends, in
 /// order, `socketShutdown` on `CreatorFeedback`, `shutdownCSA` on `signal` (both carrying the
 /// connection id, the peer and local addresses, and the [`CloseReason`]), and `removeReader` /
 /// `removeWriter` to the selector (see `_selectorSignal`) — exactly once.
@@ -681,11 +714,23 @@ pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     counters: Rc<ConnectionCounters>,
     /// Where to hand the socket when the connection hibernates (set by the `TcpServer`).
     hibernate_to: Option<Inbox<Hibernating>>,
+    /// What the adapter does first.
+    start: Start,
+}
+
+/// How an adapter begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
     /// Read before the first readiness notice: an accepted connection's first bytes are usually
-    /// there already. A connection we made has not been sent anything yet: its first read waits
-    /// for the selector (which remembers readiness that came before the request), saving a read
-    /// that would only say `WouldBlock`.
-    read_first: bool,
+    /// there already.
+    ReadFirst,
+    /// A connection we made has not been sent anything yet: its first read waits for the selector
+    /// (which remembers readiness that came before the request), saving a read that would only
+    /// say `WouldBlock`.
+    AwaitReadable,
+    /// The socket is still connecting: wait for it to become writable (the handshake is done) or
+    /// report an error, within [`CsaConfig::connect_timeout`].
+    Connecting,
 }
 
 impl<S: Socket> ConnectedSocketAdapter<S> {
@@ -766,7 +811,21 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             selector,
             config.into(),
         )?;
-        csa.read_first = false;
+        csa.start = Start::AwaitReadable;
+        Ok(csa)
+    }
+
+    /// Wraps a socket whose non-blocking connect to `peer` is under way, and registers it with
+    /// `selector` (see [`ConnectedSocketAdapter::connect`]).
+    pub(crate) fn connecting(
+        mut stream: S,
+        peer: std::net::SocketAddr,
+        selector: &SelectorHandle,
+        config: impl Into<Rc<CsaConfig>>,
+    ) -> io::Result<Self> {
+        let token = selector.register(&mut stream)?;
+        let mut csa = Self::registered(stream, token, peer, selector, config)?;
+        csa.start = Start::Connecting;
         Ok(csa)
     }
 
@@ -813,7 +872,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             tls: None,
             counters: Rc::new(counters),
             hibernate_to: None,
-            read_first: true,
+            start: Start::ReadFirst,
         };
         csa.core
             .link(&csa.selector_signal, selector.notify())
@@ -1098,9 +1157,12 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         self.flush(flags)
     }
 
-    /// Writes what is queued while the write side is open (or TLS has records to send).
+    /// Writes what is queued while the write side is open (or TLS has records to send), once
+    /// connected.
     fn write_out(&mut self, flags: &mut Flags) -> io::Result<()> {
-        if flags.write_open || self.tls_wants_write() {
+        if flags.connecting {
+            Ok(())
+        } else if flags.write_open || self.tls_wants_write() {
             self.flush_any(flags)
         } else {
             Ok(())
@@ -1122,6 +1184,37 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             return tls.wants_write();
         }
         false
+    }
+
+    /// When the connect must have finished: [`CsaConfig::connect_timeout`] after the adapter was
+    /// made (kept in the counters, so the adapter's state does not grow by a deadline).
+    fn connect_deadline(&self) -> Instant {
+        self.counters.opened + self.config.connect_timeout
+    }
+
+    /// While connecting: whether the connect has finished, given the readiness notices so far.
+    /// Errors with the connect's failure, or `Timeout("connect")` once its deadline has passed.
+    fn check_connect(&self, flags: &mut Flags, now: Instant) -> Result<(), CloseReason> {
+        if flags.can_read || flags.can_write {
+            // A notice came: a failure shows as the socket's pending error.
+            if let Ok(Some(e)) | Err(e) = self.conn.stream.take_error() {
+                return Err(CloseReason::io(e));
+            }
+        }
+        if flags.can_write {
+            // Linux reports a connecting socket writable only once the handshake is done.
+            flags.connecting = false;
+            if flags.handshake_deadline.is_some() {
+                // A `makessl` that came while connecting: its handshake starts only now.
+                flags.handshake_deadline = Some(now + self.config.tls_handshake_timeout);
+            }
+            return Ok(());
+        }
+        if now >= self.connect_deadline() {
+            Err(CloseReason::Timeout("connect"))
+        } else {
+            Ok(())
+        }
     }
 
     fn handshake_expired(&self, flags: &mut Flags, now: Instant) -> Option<CloseReason> {
@@ -1228,6 +1321,10 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     /// hibernation. No clock read: the clocks were set by the pass that just ended.
     fn next_deadline(&self, f: &Flags, c: Option<&mut Clocks>) -> Option<Instant> {
         let mut next = f.handshake_deadline;
+        if f.connecting {
+            let c = self.connect_deadline();
+            next = Some(next.map_or(c, |n| n.min(c)));
+        }
         if let Some(c) = c {
             let cfg = &self.config;
             if let Some(t) = cfg.write_stall_timeout {
@@ -1289,7 +1386,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 if c.is_shutdown_microprocess() {
                     return Next::End(CloseReason::Shutdown);
                 }
-                if c.is_producer_finished() {
+                // A `shutdownCSA` is the end of the adapter that fed this one (a relay's other
+                // side): nothing more will come, as with `producerFinished`.
+                if c.is_producer_finished() || matches!(c, Ipc::ShutdownCsa(_)) {
                     flags.finishing = true;
                 }
             }
@@ -1311,6 +1410,11 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 }
             }
         }
+        if flags.connecting {
+            if let Err(reason) = self.check_connect(flags, now()) {
+                return Next::End(reason);
+            }
+        }
         if flags.handshake_deadline.is_some() {
             if let Some(reason) = self.handshake_expired(flags, now()) {
                 return Next::End(reason);
@@ -1330,7 +1434,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             return Next::End(CloseReason::io(e));
         }
         let mut more = false;
-        if flags.read_open && flags.can_read && flags.held.is_none() {
+        if flags.read_open && flags.can_read && flags.held.is_none() && !flags.connecting {
             match self.fill_any(flags) {
                 Ok(m) => more = m,
                 Err(e) => return Next::End(CloseReason::io(e)),
@@ -1496,6 +1600,58 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     }
 }
 
+impl ConnectedSocketAdapter<TcpStream> {
+    /// Starts a TCP connection to `addr` and wraps it at once, before the connection exists: the
+    /// adapter finishes the connect itself, through the selector.
+    ///
+    /// While it connects, bytes on `inbox` and a `producerFinished` or `makessl` on its boxes wait,
+    /// and are acted on, in order, once it is connected; `shutdownMicroprocess` abandons the
+    /// attempt. A connect that fails (refused, unreachable) or takes longer than
+    /// [`CsaConfig::connect_timeout`] ends the adapter like any other end of a connection:
+    /// `socketShutdown` on `CreatorFeedback` and `shutdownCSA` on `signal`, with the OS error or
+    /// `Timeout("connect")` as the reason.
+    ///
+    /// This is the lighter way to connect to a known address: one component, where a
+    /// [`TcpClient`](super::TcpClient) (which resolves names, tries each address in turn and can
+    /// wait or upgrade to TLS first) is a component of its own around an adapter. A relay makes one
+    /// per accepted connection.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if the connect fails at once (for instance "too many open files", or no route
+    /// to `addr`), or the socket cannot be registered with `selector`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use axon::Scheduler;
+    /// use bytes::Bytes;
+    /// use kamaelia::internet::{ConnectedSocketAdapter, CsaConfig, SelectorHandle};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let sched = Scheduler::new();
+    /// let selector = SelectorHandle::on(&sched)?;
+    /// let csa = ConnectedSocketAdapter::connect(
+    ///     "127.0.0.1:7".parse().unwrap(),
+    ///     &selector,
+    ///     CsaConfig::default(),
+    /// )?;
+    /// // Sent once the connection exists; then the write side is closed.
+    /// let _ = csa.inbox().deliver(Bytes::from_static(b"hello"));
+    /// let _ = csa.control().deliver(axon::Ipc::producer_finished());
+    /// sched.activate(csa);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect(
+        addr: std::net::SocketAddr,
+        selector: &SelectorHandle,
+        config: impl Into<Rc<CsaConfig>>,
+    ) -> io::Result<Self> {
+        Self::connecting(TcpStream::connect(addr)?, addr, selector, config)
+    }
+}
+
 impl<S: Socket> fmt::Debug for ConnectedSocketAdapter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectedSocketAdapter")
@@ -1518,9 +1674,21 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
         let mut csa = self;
         async move {
             let mut flags = Flags::new();
-            if !csa.read_first {
-                flags.can_read = false;
-                csa.arm_reader(&mut flags);
+            match csa.start {
+                Start::ReadFirst => {}
+                Start::AwaitReadable => {
+                    flags.can_read = false;
+                    csa.arm_reader(&mut flags);
+                }
+                Start::Connecting => {
+                    // A failed connect is reported to both notices (the selector counts an error
+                    // as readable and writable); success, to the writer's.
+                    flags.can_read = false;
+                    flags.can_write = false;
+                    csa.arm_reader(&mut flags);
+                    csa.arm_writer(&mut flags);
+                    flags.connecting = true;
+                }
             }
             let mut clocks = csa
                 .config
