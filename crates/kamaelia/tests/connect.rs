@@ -31,8 +31,8 @@ use kamaelia::internet::{ConnectedSocketAdapter, CsaConfig, SelectorHandle, TcpC
 use kamaelia::protocols::relay;
 
 use util::{
-    closed_port, collector, connect, drain_bytes, half_close, kinds, listener_with_backlog,
-    pattern, read_available, reset, run_until, settle, take_all, write_available, ReadState, LIMIT,
+    accept_stepping, closed_port, collector, connect, drain_bytes, full_listener, half_close,
+    kinds, pattern, read_available, reset, run_until, settle, take_all, write_available, ReadState,
 };
 
 /// An adapter connecting to a target, on a scheduler, with its outboxes collected.
@@ -97,39 +97,12 @@ impl Rig {
     }
 }
 
-/// A loopback listener that accepts nothing more: backlog 0 and one connection already queued,
-/// which the returned stream keeps there.
-fn full_listener() -> (TcpListener, TcpStream, SocketAddr) {
-    let listener = listener_with_backlog("127.0.0.1:0", 0);
-    let addr = listener.local_addr().unwrap();
-    let filler = TcpStream::connect_timeout(&addr, LIMIT).expect("the first connection fits");
-    (listener, filler, addr)
-}
-
 /// Makes room in a [`full_listener`]'s queue, then steps `sched` until the connection that was
 /// kept waiting is accepted.
 fn let_in(sched: &Scheduler, listener: &TcpListener, filler: TcpStream) -> TcpStream {
     let (first, _) = listener.accept().expect("the waiting connection");
     drop((first, filler));
-    accept(sched, listener)
-}
-
-/// Steps `sched` until `listener` accepts a connection.
-fn accept(sched: &Scheduler, listener: &TcpListener) -> TcpStream {
-    listener.set_nonblocking(true).unwrap();
-    let mut accepted = None;
-    run_until(sched, "a connection to the target", || {
-        match listener.accept() {
-            Ok((s, _)) => accepted = Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("accept failed: {e}"),
-        }
-        accepted.is_some()
-    });
-    let s = accepted.unwrap();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s.set_write_timeout(Some(LIMIT)).unwrap();
-    s
+    accept_stepping(sched, listener)
 }
 
 /// Steps `sched` until `s` has reached EOF, returning everything read before it.
@@ -243,7 +216,7 @@ fn relay_both_ways(host: &str, components_per_connection: usize) {
     let target = TcpListener::bind("127.0.0.1:0").unwrap();
     let (sched, addr, idle) = relay_to(host, target.local_addr().unwrap().port());
     let mut client = connect(addr);
-    let mut server = accept(&sched, &target);
+    let mut server = accept_stepping(&sched, &target);
 
     let (up, down) = (pattern(300_000, 41), pattern(200_000, 43));
     let (mut up_sent, mut down_sent) = (0, 0);
@@ -310,7 +283,7 @@ fn a_client_reset_closes_the_target_side() {
     let target = TcpListener::bind("127.0.0.1:0").unwrap();
     let (sched, addr, idle) = relay_to("127.0.0.1", target.local_addr().unwrap().port());
     let mut client = connect(addr);
-    let mut server = accept(&sched, &target);
+    let mut server = accept_stepping(&sched, &target);
     client.write_all(b"hello").unwrap();
     let mut got = Vec::new();
     run_until(&sched, "the client's bytes at the target", || {

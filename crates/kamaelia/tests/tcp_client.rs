@@ -24,7 +24,7 @@
 mod util;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use axon::ipc::{CloseReason, SocketShutdown};
@@ -33,8 +33,8 @@ use bytes::Bytes;
 use kamaelia::internet::{ClientTemplate, TcpClient, TcpClientConfig};
 
 use util::{
-    closed_port, collector, drain_bytes, kinds, listener_with_backlog, pattern, read_available,
-    run, run_until, settle, take_all, ReadState, LIMIT,
+    accept_stepping, closed_port, collector, drain_bytes, full_listener, kinds, pattern,
+    read_available, run, run_until, settle, take_all, ReadState,
 };
 
 /// A client on a scheduler, with its outboxes collected.
@@ -67,24 +67,6 @@ fn rig(host: &str, port: u16, config: TcpClientConfig) -> Rig {
     }
 }
 
-/// Waits for the listener to accept one connection, stepping the scheduler.
-fn accept(sched: &Scheduler, listener: &TcpListener) -> TcpStream {
-    listener.set_nonblocking(true).unwrap();
-    let mut accepted = None;
-    run_until(sched, "the client to connect", || {
-        match listener.accept() {
-            Ok((s, _)) => accepted = Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("accept failed: {e}"),
-        }
-        accepted.is_some()
-    });
-    let s = accepted.unwrap();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s.set_write_timeout(Some(LIMIT)).unwrap();
-    s
-}
-
 /// The single `socketShutdown` the client ends with (after any `producerFinished`s listed).
 fn final_report(signal: &Inbox<Ipc>, before: &[&str]) -> SocketShutdown {
     let msgs = take_all(signal);
@@ -105,7 +87,7 @@ fn connected() -> (Rig, TcpStream) {
         listener.local_addr().unwrap().port(),
         TcpClientConfig::default(),
     );
-    let server = accept(&r.sched, &listener);
+    let server = accept_stepping(&r.sched, &listener);
     (r, server)
 }
 
@@ -115,15 +97,6 @@ fn receive(r: &Rig, got: &mut Vec<u8>, n: usize, what: &str) {
         drain_bytes(&r.received, got);
         got.len() >= n
     });
-}
-
-/// A loopback listener that accepts nothing more: backlog 0 and one connection already queued.
-/// The returned stream keeps the queue full.
-fn full_listener() -> (TcpListener, TcpStream, SocketAddr) {
-    let listener = listener_with_backlog("127.0.0.1:0", 0);
-    let addr = listener.local_addr().unwrap();
-    let filler = TcpStream::connect_timeout(&addr, LIMIT).expect("the first connection fits");
-    (listener, filler, addr)
 }
 
 #[test]
@@ -140,7 +113,7 @@ fn bytes_sent_before_connecting_arrive_after_connecting() {
         .deliver(Bytes::from_static(b"+more"))
         .unwrap();
     sched.activate(client);
-    let mut server = accept(&sched, &listener);
+    let mut server = accept_stepping(&sched, &listener);
     let mut got = Vec::new();
     run_until(&sched, "the early bytes at the server", || {
         read_available(&mut server, &mut got);
@@ -162,7 +135,7 @@ fn producer_finished_before_connecting_is_applied_after_the_queued_bytes() {
     );
     r.input.deliver(Bytes::from_static(b"hi\n")).unwrap();
     r.control.deliver(Ipc::producer_finished()).unwrap();
-    let mut server = accept(&r.sched, &listener);
+    let mut server = accept_stepping(&r.sched, &listener);
     let mut got = Vec::new();
     run_until(&r.sched, "the bytes, then the FIN", || {
         read_available(&mut server, &mut got) == ReadState::Eof
@@ -324,7 +297,7 @@ fn a_server_that_speaks_first_is_heard_without_sending_anything() {
 fn round_trip_via(host: &str, listener: &TcpListener) -> SocketShutdown {
     let addr = listener.local_addr().unwrap();
     let r = rig(host, addr.port(), TcpClientConfig::default());
-    let mut server = accept(&r.sched, listener);
+    let mut server = accept_stepping(&r.sched, listener);
     server.write_all(b"ping").unwrap();
     let mut got = Vec::new();
     run_until(&r.sched, "bytes from the server", || {
@@ -391,7 +364,7 @@ fn clients_made_from_one_template_are_independent_connections() {
     }
     let mut got = Vec::new();
     for _ in 0..2 {
-        let mut server = accept(&sched, &listener);
+        let mut server = accept_stepping(&sched, &listener);
         let mut bytes = Vec::new();
         run_until(&sched, "the client's bytes", || {
             read_available(&mut server, &mut bytes);

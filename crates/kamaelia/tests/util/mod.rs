@@ -177,6 +177,34 @@ pub(crate) fn listener_with_backlog(addr: &str, backlog: i32) -> TcpListener {
     s.into()
 }
 
+/// A loopback listener that accepts nothing more: backlog 0 and one connection already queued,
+/// which the returned stream keeps there. A connect to it waits: the kernel drops its SYN.
+pub(crate) fn full_listener() -> (TcpListener, TcpStream, SocketAddr) {
+    let listener = listener_with_backlog("127.0.0.1:0", 0);
+    let addr = listener.local_addr().unwrap();
+    let filler = TcpStream::connect_timeout(&addr, LIMIT).expect("the first connection fits");
+    (listener, filler, addr)
+}
+
+/// Steps `sched` until `listener` accepts a connection, which gets [`LIMIT`] as read and write
+/// timeout.
+pub(crate) fn accept_stepping(sched: &Scheduler, listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    run_until(sched, "a connection to the listener", || {
+        match listener.accept() {
+            Ok((s, _)) => accepted = Some(s),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept failed: {e}"),
+        }
+        accepted.is_some()
+    });
+    let s = accepted.unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.set_write_timeout(Some(LIMIT)).unwrap();
+    s
+}
+
 /// Connects a blocking client with [`LIMIT`] as read and write timeout.
 pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, LIMIT).expect("connect");
