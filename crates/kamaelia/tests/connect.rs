@@ -32,7 +32,8 @@ use kamaelia::protocols::relay;
 
 use util::{
     accept_stepping, closed_port, collector, connect, drain_bytes, full_listener, half_close,
-    kinds, pattern, read_available, reset, run_until, settle, take_all, write_available, ReadState,
+    kinds, pattern, read_available, receive_at_least, reset, run_until, settle, take_all,
+    write_available, ReadState,
 };
 
 /// An adapter connecting to a target, on a scheduler, with its outboxes collected.
@@ -156,10 +157,13 @@ fn producer_finished_alone_while_connecting_half_closes_once_connected() {
     assert!(got.is_empty(), "{got:?}");
     target.write_all(b"late").unwrap();
     let mut received = Vec::new();
-    run_until(&r.sched, "the target's bytes", || {
-        drain_bytes(&r.received, &mut received);
-        received.len() >= 4
-    });
+    receive_at_least(
+        &r.sched,
+        &r.received,
+        &mut received,
+        4,
+        "the target's bytes",
+    );
     assert_eq!(received, b"late");
     drop(target);
     r.ended(CloseReason::ProducerFinished, &["producerFinished"]);

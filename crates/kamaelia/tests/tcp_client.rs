@@ -34,7 +34,7 @@ use kamaelia::internet::{ClientTemplate, TcpClient, TcpClientConfig};
 
 use util::{
     accept_stepping, closed_port, collector, drain_bytes, full_listener, kinds, pattern,
-    read_available, run, run_until, settle, take_all, ReadState,
+    read_available, receive_at_least, run, run_until, settle, take_all, ReadState,
 };
 
 /// A client on a scheduler, with its outboxes collected.
@@ -93,10 +93,7 @@ fn connected() -> (Rig, TcpStream) {
 
 /// Steps the scheduler until at least `n` bytes came out of the client, appending them to `got`.
 fn receive(r: &Rig, got: &mut Vec<u8>, n: usize, what: &str) {
-    run_until(&r.sched, what, || {
-        drain_bytes(&r.received, got);
-        got.len() >= n
-    });
+    receive_at_least(&r.sched, &r.received, got, n, what);
 }
 
 #[test]
@@ -300,10 +297,7 @@ fn round_trip_via(host: &str, listener: &TcpListener) -> SocketShutdown {
     let mut server = accept_stepping(&r.sched, listener);
     server.write_all(b"ping").unwrap();
     let mut got = Vec::new();
-    run_until(&r.sched, "bytes from the server", || {
-        drain_bytes(&r.received, &mut got);
-        got.len() >= 4
-    });
+    receive(&r, &mut got, 4, "bytes from the server");
     assert_eq!(got, b"ping");
     r.input.deliver(Bytes::from_static(b"pong")).unwrap();
     r.control.deliver(Ipc::producer_finished()).unwrap();

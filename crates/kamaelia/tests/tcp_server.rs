@@ -27,8 +27,8 @@ use bytes::Bytes;
 use kamaelia::internet::{ConnectedSocketAdapter, ServerEvent, TcpServer, TcpServerConfig};
 
 use util::{
-    collector, connect, drain_bytes, half_close, kinds, read_available, reset, run_until, settle,
-    take_all, ReadState,
+    collector, connect, drain_bytes, half_close, kinds, read_available, receive_at_least, reset,
+    run_until, settle, take_all, ReadState,
 };
 
 /// A running server with its outboxes collected.
@@ -358,10 +358,7 @@ fn ipv6_loopback_works() {
     let live = activate(&r.sched, csa);
     client.write_all(b"v6").unwrap();
     let mut got = Vec::new();
-    run_until(&r.sched, "bytes over ::1", || {
-        drain_bytes(&live.received, &mut got);
-        got.len() >= 2
-    });
+    receive_at_least(&r.sched, &live.received, &mut got, 2, "bytes over ::1");
     assert_eq!(got, b"v6");
     live.input.deliver(Bytes::from_static(b"six")).unwrap();
     let mut back = Vec::new();

@@ -41,6 +41,21 @@ pub(crate) fn drain_bytes(inbox: &Inbox<Bytes>, into: &mut Vec<u8>) {
     }
 }
 
+/// Steps `sched` until at least `n` bytes have come out into `inbox`, appending them to `into`.
+/// Fails after [`LIMIT`], naming `what` it was waiting for.
+pub(crate) fn receive_at_least(
+    sched: &Scheduler,
+    inbox: &Inbox<Bytes>,
+    into: &mut Vec<u8>,
+    n: usize,
+    what: &str,
+) {
+    run_until(sched, what, || {
+        drain_bytes(inbox, into);
+        into.len() >= n
+    });
+}
+
 /// Runs `sched` until every non-daemon component has finished, on the test thread. A watchdog
 /// daemon stops every component after [`LIMIT`]; the test then fails.
 pub(crate) fn run(sched: &Scheduler) {
