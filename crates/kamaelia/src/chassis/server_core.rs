@@ -292,34 +292,45 @@ impl ServerCore {
                 .makessl()
                 .deliver(crate::internet::MakeSsl::new(role.clone()));
         }
-        let wired = (|| -> Result<Option<Linkage>, Error> {
+        let wired = (|| -> Result<(Inbox<Ipc>, Option<Linkage>), Error> {
+            // The handler's four boxes, looked up once by name (its type is the factory's); the
+            // adapter's are at hand.
+            let (inbox, control) = (h.inbox_named::<Bytes>("inbox")?, h.inbox_named("control")?);
+            let (outbox, signal) = (
+                h.outbox_named::<Bytes>("outbox")?,
+                h.outbox_named("signal")?,
+            );
+            // Optional boxes for STARTTLS-style handlers, wired when present with the right
+            // direction and type (a relay's `TcpClient` has a `makessl` inbox, not an outbox).
+            let makessl = h.find_outbox::<crate::internet::MakeSsl>("makessl");
+            let sslready = h.find_inbox::<crate::internet::SslReady>("sslready");
+            let serversignal = h.find_outbox::<Ipc>("serversignal");
             // Recorded in the handler's postoffice, not ours: ours would grow with every open
             // connection and make each close scan all of them.
             let core = &h;
-            core.link_named((&csa_core, "outbox"), (&h, "inbox"))?;
-            core.link_named((&h, "outbox"), (&csa_core, "inbox"))?;
-            core.link_named((&h, "signal"), (&csa_core, "control"))?;
-            core.link_named((&csa_core, "signal"), (&h, "control"))?;
-            h.inbox_named::<Bytes>("inbox")?
-                .set_size(Some(self.config.handler_inbox_size));
-            // Optional boxes for STARTTLS-style handlers, wired when present with the right
-            // direction and type (a relay's `TcpClient` has a `makessl` inbox, not an outbox).
-            if h.find_outbox::<crate::internet::MakeSsl>("makessl")
-                .is_some()
-            {
-                core.link_named((&h, "makessl"), (&csa_core, "makessl"))?;
+            core.reserve_links(
+                4 + usize::from(makessl.is_some())
+                    + usize::from(sslready.is_some())
+                    + usize::from(serversignal.is_some()),
+            );
+            core.link(csa.outbox(), &inbox)?;
+            core.link(&outbox, csa.inbox())?;
+            core.link(&signal, csa.control())?;
+            core.link(csa.signal(), &control)?;
+            inbox.set_size(Some(self.config.handler_inbox_size));
+            if let Some(makessl) = makessl {
+                core.link(&makessl, csa.makessl())?;
             }
-            if h.find_inbox::<crate::internet::SslReady>("sslready")
-                .is_some()
-            {
-                core.link_named((&csa_core, "sslready"), (&h, "sslready"))?;
+            if let Some(sslready) = sslready {
+                core.link(csa.sslready(), &sslready)?;
             }
-            h.find_outbox::<Ipc>("serversignal")
+            let serversignal = serversignal
                 .map(|out| core.link(&out, &self.control))
-                .transpose()
+                .transpose()?;
+            Ok((control, serversignal))
         })();
-        let serversignal = match wired {
-            Ok(s) => s,
+        let (handler_control, serversignal) = match wired {
+            Ok(wired) => wired,
             Err(e) => {
                 // The adapter still runs, to close the connection and report it like any other.
                 tracing::error!(connection = %info, error = %e, "cannot wire protocol handler; closing connection");
@@ -348,7 +359,7 @@ impl ServerCore {
             info.id,
             Connection {
                 counters,
-                handler_control: h.inbox_named::<Ipc>("control").ok(),
+                handler_control: Some(handler_control),
                 csa: csa_core,
                 handler: Some(h),
                 csa_control,

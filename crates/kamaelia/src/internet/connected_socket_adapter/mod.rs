@@ -874,6 +874,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             hibernate_to: None,
             start: Start::ReadFirst,
         };
+        // Two linkages in its postoffice, allocated at once: its own to the selector and the one
+        // its creator records there (a `TcpServer` links `CreatorFeedback` to itself).
+        csa.core.reserve_links(2);
         csa.core
             .link(&csa.selector_signal, selector.notify())
             .map_err(io::Error::other)?;
