@@ -88,6 +88,7 @@ mod linkage;
 mod scheduler;
 mod threaded;
 mod time;
+mod timers;
 
 pub use boxes::{Deliveries, Inbox, Outbox, Recv, SendWait};
 pub use chassis::{Graphline, Pipeline};

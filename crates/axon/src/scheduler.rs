@@ -27,7 +27,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -46,6 +46,7 @@ use crate::boxes::Inbox;
 use crate::component::{AnyComponent, Component, ComponentCell, ComponentId, Core, State};
 use crate::error::Error;
 use crate::ipc::{ErrorInformation, Ipc};
+use crate::timers::TimerQueue;
 
 /// How many components `run` polls before it checks timers and the driver again.
 const POLL_BUDGET: usize = 128;
@@ -252,9 +253,9 @@ impl Wake for RemoteWake {
     }
 }
 
-/// A timer's place in the scheduler's timer map: its deadline and a sequence number that makes
-/// the key unique. [`Sleep`](crate::Sleep) keeps it so dropping the sleep removes the timer.
-pub(crate) type TimerKey = (Instant, u64);
+/// A timer's place in the scheduler's timers. [`Sleep`](crate::Sleep) keeps it so dropping the
+/// sleep removes the timer.
+pub(crate) use crate::timers::TimerKey;
 
 /// A component that panicked, as recorded by the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,10 +279,9 @@ pub(crate) struct Inner {
     /// Keyed by ids this process hands out, so a plain fast hash (no defence against chosen
     /// keys is needed): every activation and every end looks a component up here.
     tasks: RefCell<FxHashMap<ComponentId, Rc<ComponentCell>>>,
-    /// Armed timers, earliest first. A map, not a heap, so a dropped `Sleep` removes its entry at
-    /// once: a component that re-arms a timeout per message does not grow it.
-    timers: RefCell<BTreeMap<TimerKey, Weak<ComponentCell>>>,
-    timer_seq: Cell<u64>,
+    /// Armed timers, earliest first. A dropped `Sleep` disarms its timer at once, so a component
+    /// that re-arms a timeout per message does not grow them (see [`TimerQueue`]).
+    timers: RefCell<TimerQueue<Weak<ComponentCell>>>,
     remote: Arc<Remote>,
     driver: RefCell<Box<dyn Driver>>,
     services: RefCell<Services>,
@@ -504,15 +504,14 @@ impl Inner {
     /// is being polled.
     pub(crate) fn add_timer(&self, deadline: Instant) -> Option<TimerKey> {
         let cell = self.current.borrow().as_ref().map(Rc::downgrade)?;
-        let seq = self.timer_seq.get();
-        self.timer_seq.set(seq + 1);
-        self.timers.borrow_mut().insert((deadline, seq), cell);
-        Some((deadline, seq))
+        Some(self.timers.borrow_mut().insert(deadline, cell))
     }
 
     /// Disarms a timer (it may already have fired).
     pub(crate) fn remove_timer(&self, key: TimerKey) {
-        self.timers.borrow_mut().remove(&key);
+        // The component's handle is dropped after the borrow ends.
+        let cell = self.timers.borrow_mut().remove(key);
+        drop(cell);
     }
 
     /// Polls one component (queued, or in the hand-off slot). Inlined in both callers: the
@@ -638,7 +637,6 @@ impl Scheduler {
                 runq: Rc::default(),
                 tasks: RefCell::default(),
                 timers: RefCell::default(),
-                timer_seq: Cell::new(0),
                 remote: Arc::new(Remote {
                     flag: AtomicBool::new(false),
                     pending: Mutex::new(Vec::new()),
@@ -806,22 +804,18 @@ impl Scheduler {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        self.inner
-            .timers
-            .borrow()
-            .first_key_value()
-            .map(|(k, _)| k.0)
+        self.inner.timers.borrow_mut().next_deadline()
     }
 
     fn fire_timers(&self) {
         let mut timers = self.inner.timers.borrow_mut();
-        if timers.is_empty() {
+        if timers.len() == 0 {
             return;
         }
         let now = Instant::now();
         self.inner.set_now(now);
-        while timers.first_key_value().is_some_and(|(k, _)| k.0 <= now) {
-            if let Some(cell) = timers.pop_first().and_then(|(_, c)| c.upgrade()) {
+        while let Some(cell) = timers.pop_due(now) {
+            if let Some(cell) = cell.upgrade() {
                 cell.wake();
             }
         }
