@@ -939,6 +939,24 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Whether a service is registered as `name`: [`Scheduler::service`] without copying the
+    /// inbox's name out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sched = axon::Scheduler::new();
+    /// let core = axon::Core::new("Registry");
+    /// let _inbox: axon::Inbox<u8> = core.inbox("inbox", "");
+    /// assert!(!sched.has_service("registry"));
+    /// sched.register_service("registry", &core, "inbox")?;
+    /// assert!(sched.has_service("registry"));
+    /// # Ok::<(), axon::Error>(())
+    /// ```
+    pub fn has_service(&self, name: &str) -> bool {
+        self.inner.services.borrow().services.contains_key(name)
+    }
+
     /// The component and inbox registered as `name` (Axon's `retrieveService`).
     ///
     /// # Errors

@@ -226,7 +226,7 @@ impl SelectorHandle {
     /// The OS error if the `epoll` instance cannot be created.
     pub fn on(sched: &Scheduler) -> io::Result<Self> {
         // The service is withdrawn when a selector ends, so a live service means a live selector.
-        if sched.service(SERVICE).is_ok() {
+        if sched.has_service(SERVICE) {
             if let Ok(handle) = sched.value::<SelectorHandle>(SERVICE) {
                 return Ok(handle);
             }

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::Token;
 
-use super::connected_socket_adapter::{ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady};
+use super::connected_socket_adapter::{
+    ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady, OWN_LINKS,
+};
 use super::selector::{Readiness, SelectorHandle};
 
 /// Settings for a [`TcpClient`].
@@ -426,6 +428,7 @@ impl Component for TcpClient {
             peer,
             &selector,
             self.target.csa.clone(),
+            OWN_LINKS,
         );
         let csa = match made {
             Ok(c) => c,

@@ -19,7 +19,7 @@ use mio::Token;
 use rustc_hash::FxHashMap;
 
 use super::connected_socket_adapter::{
-    ConnectedSocketAdapter, ConnectionStats, CsaConfig, Hibernating,
+    ConnectedSocketAdapter, ConnectionStats, CsaConfig, Hibernating, OWN_LINKS,
 };
 use super::selector::{Readiness, SelectorHandle, SelectorMsg};
 
@@ -379,6 +379,7 @@ impl TcpServer {
             h.counters,
             selector,
             self.csa_config.clone(),
+            OWN_LINKS,
         );
         let result = adopted.and_then(|csa| self.hand_out(csa, open));
         if let Err(e) = result {

@@ -621,6 +621,15 @@ impl Flags {
     }
 }
 
+/// The linkages an adapter's postoffice is made for: its own to the selector, and the one its
+/// creator records there (a `TcpServer` links `CreatorFeedback` to itself). Growing the list
+/// later costs a `realloc`, a few hundred instructions per connection in glibc.
+pub(crate) const OWN_LINKS: usize = 2;
+
+/// The same for an adapter that is itself a connection's handler (a relay's target side): its
+/// own linkage and the four a chassis makes between a connection's adapter and its handler.
+pub(crate) const HANDLER_LINKS: usize = 5;
+
 /// Wraps one connected socket: bytes on `inbox` go to the wire, bytes from the wire come out of
 /// `outbox` (Kamaelia's `ConnectedSocketAdapter`, "CSA").
 ///
@@ -775,6 +784,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             ConnectionCounters::new(info),
             selector,
             config.into(),
+            OWN_LINKS,
         )
     }
 
@@ -787,6 +797,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         peer: std::net::SocketAddr,
         selector: &SelectorHandle,
         config: impl Into<Rc<CsaConfig>>,
+        links: usize,
     ) -> io::Result<Self> {
         let local = stream.local_addr().and_then(|local| {
             stream.set_nodelay(true)?;
@@ -810,6 +821,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             ConnectionCounters::new(info),
             selector,
             config.into(),
+            links,
         )?;
         csa.start = Start::AwaitReadable;
         Ok(csa)
@@ -824,19 +836,21 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         config: impl Into<Rc<CsaConfig>>,
     ) -> io::Result<Self> {
         let token = selector.register(&mut stream)?;
-        let mut csa = Self::registered(stream, token, peer, selector, config)?;
+        let mut csa = Self::registered(stream, token, peer, selector, config, HANDLER_LINKS)?;
         csa.start = Start::Connecting;
         Ok(csa)
     }
 
     /// Wraps a socket already registered with `selector` under `token`, continuing `counters`
-    /// (a hibernated connection waking up).
+    /// (a hibernated connection waking up). `links`: the room its postoffice is made with
+    /// ([`OWN_LINKS`] or [`HANDLER_LINKS`]).
     pub(crate) fn adopt(
         stream: S,
         token: Token,
         counters: ConnectionCounters,
         selector: &SelectorHandle,
         config: Rc<CsaConfig>,
+        links: usize,
     ) -> io::Result<Self> {
         let core = Core::with_capacity("ConnectedSocketAdapter", 10); // its ten boxes
         let inbox: Inbox<Bytes> = core.inbox("inbox", "bytes to send, in order");
@@ -874,9 +888,8 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             hibernate_to: None,
             start: Start::ReadFirst,
         };
-        // Two linkages in its postoffice, allocated at once: its own to the selector and the one
-        // its creator records there (a `TcpServer` links `CreatorFeedback` to itself).
-        csa.core.reserve_links(2);
+        // Its postoffice allocated at once for the linkages it will hold (see `OWN_LINKS`).
+        csa.core.reserve_links(links);
         csa.core
             .link(&csa.selector_signal, selector.notify())
             .map_err(io::Error::other)?;
