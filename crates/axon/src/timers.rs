@@ -77,13 +77,26 @@ impl<V> TimerQueue<V> {
     }
 
     /// Disarms a timer, returning its value; `None` if it has fired or was disarmed already.
+    /// When the last armed timer goes, the queue gives back what a burst of timers took.
     pub(crate) fn remove(&mut self, key: TimerKey) -> Option<V> {
         let value = self.take(key.slot, key.seq)?;
-        if self.heap.len() > 2 * self.armed + SWEEP_SLACK {
+        if self.armed == 0 {
+            // Nothing armed: no key can match a slot, so all of it can go, and memory a burst
+            // of timers took beyond the slack is given back.
+            self.heap.clear();
+            self.slots.clear();
+            self.free.clear();
+            self.heap.shrink_to(SWEEP_SLACK);
+            self.slots.shrink_to(SWEEP_SLACK);
+            self.free.shrink_to(SWEEP_SLACK);
+        } else if self.heap.len() > 2 * self.armed + SWEEP_SLACK {
             let slots = &self.slots;
             self.heap.retain(|&Reverse((_, seq, slot))| {
                 matches!(slots.get(slot as usize), Some((s, Some(_))) if *s == seq)
             });
+            if self.heap.capacity() > 4 * (self.heap.len() + SWEEP_SLACK) {
+                self.heap.shrink_to(2 * (self.heap.len() + SWEEP_SLACK));
+            }
         }
         Some(value)
     }
@@ -206,5 +219,25 @@ mod tests {
         assert_eq!(q.len(), 50);
         let due = all_due(&mut q, t0 + Duration::from_secs(1_000_000));
         assert_eq!(due, (99_950..100_000).collect::<Vec<_>>());
+    }
+
+    /// A burst of timers, all disarmed: the queue's memory goes back to its slack.
+    #[test]
+    fn a_burst_of_timers_gives_its_memory_back() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        let keys: Vec<_> = (0..10_000u32)
+            .map(|i| q.insert(t0 + Duration::from_secs(300), i))
+            .collect();
+        let old = keys[0];
+        for key in keys {
+            assert!(q.remove(key).is_some());
+        }
+        assert_eq!(q.len(), 0);
+        assert!(q.heap.capacity() <= SWEEP_SLACK, "{}", q.heap.capacity());
+        assert!(q.slots.capacity() <= SWEEP_SLACK, "{}", q.slots.capacity());
+        let new = q.insert(t0, 7);
+        assert_eq!(q.remove(old), None, "a key from before the reset");
+        assert_eq!(q.remove(new), Some(7));
     }
 }
