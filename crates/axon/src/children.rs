@@ -7,7 +7,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::component::{ComponentId, Core};
+use crate::component::{shrink_target, ComponentId, Core};
 
 /// From this many entries on, the list keeps an index from child to position (below, a scan is
 /// as cheap).
@@ -81,13 +81,13 @@ impl Children {
         }
     }
 
-    /// Rebuilds the index from `list`, in the index's own memory if it has one (given back only
-    /// when it could hold four times the children, as for the list).
+    /// Rebuilds the index from `list`, in the index's own memory if it has one (given back as
+    /// the list's is, see [`shrink_target`]).
     fn reindex(&mut self) {
         let index = self.index.get_or_insert_with(FxHashMap::default);
         index.clear();
-        if index.capacity() > 4 * self.live.max(INDEX_FROM) {
-            index.shrink_to(2 * self.live.max(INDEX_FROM));
+        if let Some(to) = shrink_target(index.capacity(), self.live.max(INDEX_FROM)) {
+            index.shrink_to(to);
         }
         index.reserve(self.live);
         for (i, c) in self.list.iter().enumerate() {
@@ -97,15 +97,13 @@ impl Children {
         }
     }
 
-    /// Drops the gaps. The list keeps its memory unless it could hold four times the children: a
-    /// server whose open connections hover around a number adds and removes at the same pace, and
-    /// giving memory back at each compaction only to grow into it again cost it a `realloc` (a
-    /// few hundred instructions in glibc) every few connections.
+    /// Drops the gaps. The list keeps its memory unless it could hold four times the children
+    /// ([`shrink_target`]): a server whose open connections hover around a number adds and
+    /// removes at the same pace.
     fn compact(&mut self) {
         self.list.retain(Option::is_some);
-        let floor = self.list.len().max(INDEX_FROM);
-        if self.list.capacity() > 4 * floor {
-            self.list.shrink_to(2 * floor);
+        if let Some(to) = shrink_target(self.list.capacity(), self.list.len().max(INDEX_FROM)) {
+            self.list.shrink_to(to);
         }
         if self.list.len() >= INDEX_FROM {
             self.reindex();

@@ -120,6 +120,15 @@ pub(crate) fn push_small<T>(list: &mut Vec<T>, item: T) {
     list.push(item);
 }
 
+/// The capacity to shrink a collection to, if any: only one that could hold four times what it
+/// `needs` gives memory back, and then down to twice that. A collection whose size hovers around
+/// a number (a server's children, its armed timers) then keeps its memory instead of giving it
+/// back at each compaction and growing into it again, which cost a `realloc` (a few hundred
+/// instructions in glibc) every few connections.
+pub(crate) fn shrink_target(capacity: usize, needs: usize) -> Option<usize> {
+    (capacity > 4 * needs).then_some(2 * needs)
+}
+
 /// The bytes glibc's smallest block holds (a 32-byte chunk less its 8-byte header): a first
 /// allocation of up to this many costs no more memory than one of a single byte.
 const SMALLEST_BLOCK: usize = 24;

@@ -16,6 +16,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use crate::component::shrink_target;
+
 /// A timer's place in the queue, kept by whoever armed it to disarm it. The sequence number is
 /// never reused, so a key whose timer has fired (and whose slot holds another timer now) disarms
 /// nothing.
@@ -91,11 +93,10 @@ impl<V> TimerQueue<V> {
             self.free.shrink_to(SWEEP_SLACK);
         } else if self.heap.len() > 2 * self.armed + SWEEP_SLACK {
             let slots = &self.slots;
-            self.heap.retain(|&Reverse((_, seq, slot))| {
-                matches!(slots.get(slot as usize), Some((s, Some(_))) if *s == seq)
-            });
-            if self.heap.capacity() > 4 * (self.heap.len() + SWEEP_SLACK) {
-                self.heap.shrink_to(2 * (self.heap.len() + SWEEP_SLACK));
+            self.heap
+                .retain(|&Reverse((_, seq, slot))| is_armed(slots, slot, seq));
+            if let Some(to) = shrink_target(self.heap.capacity(), self.heap.len() + SWEEP_SLACK) {
+                self.heap.shrink_to(to);
             }
         }
         Some(value)
@@ -141,18 +142,19 @@ impl<V> TimerQueue<V> {
     /// Pops stale entries off the top of the heap.
     fn drop_stale_top(&mut self) {
         while let Some(&Reverse((_, seq, slot))) = self.heap.peek() {
-            if self.is_armed(slot, seq) {
+            if is_armed(&self.slots, slot, seq) {
                 break;
             }
             self.heap.pop();
         }
     }
+}
 
-    fn is_armed(&self, slot: u32, seq: u64) -> bool {
-        self.slots
-            .get(slot as usize)
-            .is_some_and(|(s, v)| *s == seq && v.is_some())
-    }
+/// Whether the heap entry for timer `seq` in `slot` is live: the slot still holds that timer.
+fn is_armed<V>(slots: &[(u64, Option<V>)], slot: u32, seq: u64) -> bool {
+    slots
+        .get(slot as usize)
+        .is_some_and(|(s, v)| *s == seq && v.is_some())
 }
 
 #[cfg(test)]
