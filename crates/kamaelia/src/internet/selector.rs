@@ -167,6 +167,15 @@ impl SelectorHandle {
         st.poll.registry().deregister(source)
     }
 
+    /// Forgets the registration under `token` without a system call, for a socket whose only
+    /// descriptor is about to be closed: closing it takes it out of the `epoll` set, so an
+    /// `epoll_ctl(EPOLL_CTL_DEL)` first would be one system call per connection for nothing. A
+    /// socket with a second descriptor (a `dup`) stays in the set until both are closed: deregister
+    /// that one instead.
+    pub(crate) fn forget(&self, token: Token) {
+        self.state.borrow_mut().entries.try_remove(token.0);
+    }
+
     /// The selector's `notify` inbox, for `newReader` / `newWriter` / `removeReader` /
     /// `removeWriter` messages.
     pub fn notify(&self) -> &Inbox<SelectorMsg> {

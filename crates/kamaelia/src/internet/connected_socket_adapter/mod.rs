@@ -476,6 +476,14 @@ pub trait Socket: Read + Write + mio::event::Source + 'static {
     fn try_clone_tcp(&self) -> Option<io::Result<TcpStream>> {
         None
     }
+
+    /// Whether dropping the socket closes the one descriptor it registered with the selector,
+    /// which takes it out of the `epoll` set by itself. The adapter then ends without an
+    /// `epoll_ctl(EPOLL_CTL_DEL)`, one system call per connection. False (deregister first)
+    /// unless the socket says so.
+    fn drop_leaves_epoll(&self) -> bool {
+        false
+    }
 }
 
 impl Socket for TcpStream {
@@ -521,6 +529,11 @@ impl Socket for TcpStream {
         };
         Some(Ok(TcpStream::from_std(std::net::TcpStream::from(fd))))
     }
+
+    fn drop_leaves_epoll(&self) -> bool {
+        // Unless `try_clone_tcp` made a second descriptor: `Conn` deregisters then.
+        true
+    }
 }
 
 /// A connection whose adapter hibernated: its socket (a second handle; the adapter's own is closed
@@ -537,12 +550,20 @@ struct Conn<S: Socket> {
     stream: S,
     token: Token,
     selector: SelectorHandle,
+    /// A second handle to the socket went to the server (hibernation): closing this one leaves
+    /// the socket open, and in the `epoll` set unless deregistered.
+    duplicated: Cell<bool>,
 }
 
 impl<S: Socket> Drop for Conn<S> {
     fn drop(&mut self) {
-        // Deregistering a socket that is about to close can only fail harmlessly.
-        let _ = self.selector.deregister(&mut self.stream, self.token);
+        if self.stream.drop_leaves_epoll() && !self.duplicated.get() {
+            // Closing the only descriptor, as dropping `stream` does next, leaves the epoll set.
+            self.selector.forget(self.token);
+        } else {
+            // Deregistering a socket that is about to close can only fail harmlessly.
+            let _ = self.selector.deregister(&mut self.stream, self.token);
+        }
     }
 }
 
@@ -880,6 +901,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 stream,
                 token,
                 selector: selector.clone(),
+                duplicated: Cell::new(false),
             },
             config,
             #[cfg(feature = "tls")]
@@ -1555,6 +1577,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             idle_since,
         })
         .map_err(|_| io::Error::other("the server cannot take the connection"))?;
+        self.conn.duplicated.set(true);
         // As in `stop`: these go ahead of whatever is registered under this token next.
         self.remove_registrations();
         Ok(())

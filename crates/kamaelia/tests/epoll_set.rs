@@ -1,0 +1,160 @@
+//! What the selector's `epoll` set holds as connections close and hibernate, read from the
+//! kernel (`/proc/self/fdinfo`). An adapter over a TCP socket ends without `EPOLL_CTL_DEL`:
+//! closing the socket's only descriptor takes it out of the set. A hibernating connection's socket
+//! has a second descriptor, so there the adapter must deregister, or the set keeps an entry for a
+//! descriptor that is closed, and reports that socket's readiness under a token that may be
+//! someone else's by then.
+//!
+//! One test in this file, so this process has one `epoll` instance: the selector's.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use axon::ipc::ConnectionInfo;
+use axon::{Inbox, Scheduler};
+use kamaelia::chassis::{ServerConfig, ServerCore, ServerStats};
+use kamaelia::protocols::Echo;
+use util::{collector, read_available, run_until, take_all};
+
+/// The descriptor of this process's only `epoll` instance.
+fn the_epoll_fd() -> u32 {
+    let fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            (target.to_str() == Some("anon_inode:[eventpoll]"))
+                .then(|| e.file_name().to_str()?.parse().ok())
+                .flatten()
+        })
+        .collect();
+    assert_eq!(fds.len(), 1, "one epoll instance in this process: {fds:?}");
+    fds[0]
+}
+
+/// The descriptors in the `epoll` set (the `tfd:` of each entry).
+fn epoll_set(epfd: u32) -> BTreeSet<u32> {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}"))
+        .expect("fdinfo of the epoll instance")
+        .lines()
+        .filter_map(|l| l.strip_prefix("tfd:"))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The inode of the socket behind descriptor `fd` of this process, if it is open and a socket.
+fn socket_inode(fd: u32) -> Option<String> {
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    let t = target.to_str()?;
+    t.strip_prefix("socket:[")?
+        .strip_suffix(']')
+        .map(str::to_owned)
+}
+
+struct Server {
+    sched: Scheduler,
+    request: Inbox<()>,
+    stats: Inbox<ServerStats>,
+}
+
+impl Server {
+    fn sample(&self) -> ServerStats {
+        self.request.deliver(()).unwrap();
+        run_until(&self.sched, "a stats snapshot", || self.stats.data_ready());
+        take_all(&self.stats).remove(0)
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&ServerStats) -> bool) {
+        run_until(&self.sched, what, || done(&self.sample()));
+    }
+
+    fn round_trip(&self, s: &mut TcpStream, msg: &[u8]) {
+        use std::io::Write;
+        s.write_all(msg).unwrap();
+        let mut got = Vec::new();
+        run_until(&self.sched, "the echo", || {
+            read_available(s, &mut got);
+            got.len() >= msg.len()
+        });
+        assert_eq!(got, msg);
+    }
+}
+
+#[test]
+fn closed_sockets_leave_the_epoll_set_and_a_hibernating_one_is_there_once() {
+    let sched = Scheduler::new();
+    let server = ServerCore::new(
+        "127.0.0.1:0".parse().unwrap(),
+        |_: &ConnectionInfo| Box::new(Echo::new()),
+        ServerConfig::default().hibernate_after(Some(Duration::from_millis(30))),
+    )
+    .expect("bind");
+    let addr = server.local_addr();
+    let stats = collector("stats");
+    server.stats().link_to(&stats).unwrap();
+    let s = Server {
+        sched: sched.clone(),
+        request: server.sample_stats().clone(),
+        stats,
+    };
+    sched.activate(server);
+    run_until(&sched, "the selector", || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_str() == Some("anon_inode:[eventpoll]"))
+            })
+    });
+    let epfd = the_epoll_fd();
+    s.sample();
+    // The selector's waker and the listening socket.
+    let idle = epoll_set(epfd);
+    assert_eq!(idle.len(), 2, "{idle:?}");
+
+    // A connection that closes: its socket leaves the set with its descriptor.
+    let mut a = util::connect(addr);
+    s.wait_for("the connection to open", |st| st.open.len() == 1);
+    assert_eq!(epoll_set(epfd).len(), 3);
+    s.round_trip(&mut a, b"hello");
+    drop(a);
+    s.wait_for("the connection to close", |st| st.closed == 1);
+    assert_eq!(epoll_set(epfd), idle, "the closed socket left the set");
+
+    // A connection that hibernates: the adapter's descriptor is closed, the server's second one
+    // is registered in its place, and the set holds that one only.
+    let mut b = util::connect(addr);
+    s.round_trip(&mut b, b"sleep");
+    s.wait_for("the connection to hibernate", |st| st.hibernating == 1);
+    let asleep = epoll_set(epfd);
+    let extra: Vec<u32> = asleep.difference(&idle).copied().collect();
+    assert_eq!(
+        extra.len(),
+        1,
+        "one entry for the sleeping socket: {asleep:?}"
+    );
+    assert!(
+        socket_inode(extra[0]).is_some(),
+        "the entry is for an open descriptor: {asleep:?}"
+    );
+    for fd in &asleep {
+        assert!(
+            std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok(),
+            "entry for closed descriptor {fd}: {asleep:?}"
+        );
+    }
+
+    // Woken, it works as before; closed, it leaves the set.
+    s.round_trip(&mut b, b"awake");
+    drop(b);
+    s.wait_for("the woken connection to close", |st| st.closed == 2);
+    assert_eq!(
+        epoll_set(epfd),
+        idle,
+        "the woken connection's socket left the set"
+    );
+}
