@@ -19,14 +19,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use axon::{
-    Boxes, Core, FnComponent, Inbox, Ipc, Msg, Scheduler, ThreadContext, ThreadedComponent,
-};
+use axon::{Boxes, Core, FnComponent, Inbox, Ipc, Msg, Scheduler};
 use clap::{Parser, Subcommand, ValueEnum};
 use kamaelia::chassis::{ServerConfig, ServerCore, ServerStats};
 use kamaelia::internet::{tls, CsaConfig, TcpClient, TcpClientConfig};
 use kamaelia::protocols::{chat, relay, Discard, Echo};
-use kamaelia::util::{reader, writer};
+use kamaelia::util::{reader, writer, SignalWatcher};
 
 /// Kamaelia's component networking: servers, clients and relays built from components.
 #[derive(Debug, Parser)]
@@ -268,32 +266,6 @@ fn listen_addr(listen: &str) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow!("invalid listen address {listen:?}: resolves to nothing"))
 }
 
-/// A daemon component that turns SIGINT/SIGTERM into `producerFinished` (graceful shutdown) on its
-/// `outbox`, and SIGUSR1 into a stats request on its `signal`; a second SIGINT/SIGTERM exits the
-/// process at once.
-fn signal_watcher() -> Result<ThreadedComponent<(), Ipc>> {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
-        .context("cannot install signal handlers")?;
-    let watcher = ThreadedComponent::new("SignalWatcher", move |ctx: ThreadContext<(), Ipc>| {
-        let mut seen = 0;
-        for sig in signals.forever() {
-            if sig == SIGUSR1 {
-                ctx.send_signal(Ipc::Status("stats".to_owned()));
-                continue;
-            }
-            seen += 1;
-            if seen > 1 {
-                eprintln!("second signal: exiting now");
-                std::process::exit(128 + sig);
-            }
-            ctx.send(Ipc::producer_finished());
-        }
-    });
-    watcher.core().set_daemon(true);
-    Ok(watcher)
-}
-
 /// Prints a stats snapshot to stderr: one summary line, then a line per open connection. The
 /// snapshot is formatted first and written at once, so its lines are never interleaved with log
 /// lines.
@@ -331,8 +303,10 @@ fn print_stats(s: &ServerStats) {
 fn run_server(server: ServerCore, drain: Duration) -> Result<ExitCode> {
     let sched = Scheduler::new();
     let addr = server.local_addr();
-    let watcher = signal_watcher()?;
-    axon::link(&watcher.boxes().outbox, server.control())?;
+    // SIGINT/SIGTERM: a graceful shutdown; a second one exits at once. No thread: see
+    // `SignalWatcher`.
+    let watcher = SignalWatcher::new().context("cannot install signal handlers")?;
+    axon::link(watcher.outbox(), server.control())?;
     let report: Inbox<Ipc> = Core::new("Main").inbox("inbox", "the server's end-of-run report");
     server.signal().link_to(&report)?;
     // SIGUSR1: one stats snapshot, printed to stderr.
@@ -349,7 +323,7 @@ fn run_server(server: ServerCore, drain: Duration) -> Result<ExitCode> {
         }
     });
     stats.core().set_daemon(true);
-    axon::link(&watcher.boxes().signal, &stats.boxes().control)?;
+    axon::link(watcher.signal(), &stats.boxes().control)?;
     axon::link(server.stats(), &stats.boxes().inbox)?;
     sched.activate(watcher);
     sched.activate(stats);

@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use util::{python, Proc, Server, HANG_GUARD, PATTERN_PY};
@@ -92,4 +93,46 @@ fn sigterm_lets_a_transfer_in_progress_finish_then_exits_zero() {
         "the server should report a clean drain; stderr:\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once_and_signals_need_no_thread() {
+    // A drain deadline longer than any wait here: only the second signal can end the process.
+    let mut server = Server::start(&["serve", "--listen", "127.0.0.1:0", "--drain-timeout", "120"]);
+    // Signals reach the server through its event loop, not a thread of their own: a process with
+    // one thread has cheaper malloc and system calls in glibc.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .expect("the server's /proc/PID/task")
+        .count();
+    assert_eq!(tasks, 1, "the server runs on one thread");
+
+    // An open connection keeps the drain going after the first signal.
+    let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
+    conn.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    conn.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"ping");
+
+    server.proc.signal("TERM");
+    // The first signal has been handled once the listener is closed (signals of one kind that
+    // arrive together would count once).
+    let refused = (0..2_000).any(|_| {
+        let refused = std::net::TcpStream::connect(server.addr).is_err();
+        if !refused {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        refused
+    });
+    assert!(refused, "the listener stayed open after SIGTERM");
+    assert!(server.proc.is_running(), "{}", server.proc.stderr());
+
+    server.proc.signal("TERM");
+    let status = server.proc.finish(HANG_GUARD);
+    let stderr = server.proc.stderr();
+    assert_eq!(status.code(), Some(128 + 15), "stderr:\n{stderr}");
+    assert!(stderr.contains("second signal: exiting now"), "{stderr}");
+    // The connection was not drained: the process ended under it.
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
 }

@@ -9,10 +9,16 @@
 //!   the job) does the system call and guarantees the count it returns.
 //! * [`release_free_memory`]: asks the C allocator to give memory it holds free back to the OS
 //!   (`malloc_trim(3)`, glibc only), after many connections have hibernated at once.
+//! * [`exit_on_signal_if`]: a signal handler that ends the process at once, with a message, once
+//!   a flag is set (a second SIGINT or SIGTERM). Installing a handler is unsafe because the
+//!   handler may only do what is async-signal-safe; this one loads an atomic, calls `write(2)` and
+//!   `_exit(2)`, nothing else.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 
@@ -56,6 +62,32 @@ pub(crate) fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Installs a handler for `signal` that, if `condition` is set when the signal arrives, writes
+/// `message` to standard error and ends the process with `status` (`_exit(2)`: no destructors,
+/// no flushing of Rust's buffers). Otherwise it does nothing, and other handlers for the signal
+/// run as usual.
+///
+/// # Errors
+///
+/// As [`signal_hook::low_level::register`]: the OS error if the handler cannot be installed.
+pub(crate) fn exit_on_signal_if(
+    signal: i32,
+    status: i32,
+    message: &'static str,
+    condition: Arc<AtomicBool>,
+) -> io::Result<signal_hook::SigId> {
+    let action = move || {
+        if condition.load(Ordering::SeqCst) {
+            // SAFETY: write(2) on a valid buffer of the given length; a failed write is ignored.
+            let _ = unsafe { libc::write(2, message.as_ptr().cast(), message.len()) };
+            signal_hook::low_level::exit(status);
+        }
+    };
+    // SAFETY: the action is async-signal-safe: an atomic load, write(2) and _exit(2). It does not
+    // allocate, lock or panic (the `Arc` is only read).
+    unsafe { signal_hook::low_level::register(signal, action) }
 }
 
 #[cfg(test)]
