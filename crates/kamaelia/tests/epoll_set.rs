@@ -17,7 +17,7 @@ use axon::ipc::ConnectionInfo;
 use axon::{Inbox, Scheduler};
 use kamaelia::chassis::{ServerConfig, ServerCore, ServerStats};
 use kamaelia::protocols::Echo;
-use util::{collector, read_available, run_until, take_all};
+use util::{collector, run_until, take_all};
 
 /// The descriptor of this process's only `epoll` instance.
 fn the_epoll_fd() -> u32 {
@@ -72,14 +72,7 @@ impl Server {
     }
 
     fn round_trip(&self, s: &mut TcpStream, msg: &[u8]) {
-        use std::io::Write;
-        s.write_all(msg).unwrap();
-        let mut got = Vec::new();
-        run_until(&self.sched, "the echo", || {
-            read_available(s, &mut got);
-            got.len() >= msg.len()
-        });
-        assert_eq!(got, msg);
+        util::echo_round_trip(&self.sched, s, msg);
     }
 }
 

@@ -110,13 +110,7 @@ impl Rig {
 
     /// Sends `msg` and waits for the same bytes back.
     fn round_trip(&self, s: &mut TcpStream, msg: &[u8]) {
-        s.write_all(msg).unwrap();
-        let mut got = Vec::new();
-        run_until(&self.sched, "the echo", || {
-            read_available(s, &mut got);
-            got.len() >= msg.len()
-        });
-        assert_eq!(got, msg);
+        util::echo_round_trip(&self.sched, s, msg);
     }
 
     /// Steps the server until the client reads EOF; returns what came before it.

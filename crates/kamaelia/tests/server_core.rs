@@ -27,8 +27,8 @@ use kamaelia::chassis::{ServerConfig, ServerCore};
 use kamaelia::protocols::Echo;
 
 use util::{
-    collector, connect, half_close, kinds, read_available, read_available_or_error, reset, run,
-    run_until, settle, take_all, ReadState,
+    collector, connect, echo_round_trip as round_trip, half_close, kinds, read_available_or_error,
+    reset, run, run_until, settle, take_all, ReadState,
 };
 
 type Log = Rc<RefCell<Vec<Ipc>>>;
@@ -171,17 +171,6 @@ fn read_to_eof(sched: &Scheduler, s: &mut TcpStream, reset_ok: bool) -> Vec<u8> 
         },
     );
     got
-}
-
-/// Sends `msg` and waits for the same bytes back.
-fn round_trip(sched: &Scheduler, s: &mut TcpStream, msg: &[u8]) {
-    s.write_all(msg).unwrap();
-    let mut got = Vec::new();
-    run_until(sched, "the echo", || {
-        read_available(s, &mut got);
-        got.len() >= msg.len()
-    });
-    assert_eq!(got, msg);
 }
 
 fn assert_refused(addr: SocketAddr) {

@@ -245,6 +245,17 @@ pub(crate) enum ReadState {
     Eof,
 }
 
+/// Sends `msg` to an echo server that `sched` runs and steps it until the same bytes came back.
+pub(crate) fn echo_round_trip(sched: &Scheduler, s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).unwrap();
+    let mut got = Vec::new();
+    run_until(sched, "the echo", || {
+        read_available(s, &mut got);
+        got.len() >= msg.len()
+    });
+    assert_eq!(got, msg);
+}
+
 /// Reads everything `s` has right now onto the end of `into` (switching `s` to non-blocking).
 ///
 /// # Panics
