@@ -49,8 +49,9 @@ const SECOND_SIGNAL: &str = "second signal: exiting now\n";
 /// The watcher is a daemon: the scheduler's `run` returns once only daemons are left. It ends on
 /// `shutdownMicroprocess`. While it exists (made, not yet dropped), a second SIGINT or SIGTERM ends
 /// the process with status 128 + the signal's number (saying `second signal: exiting now` on
-/// standard error), from inside the signal handler, so it works even if the scheduler is stuck. Dropping the watcher unregisters its handlers; the signals are
-/// then ignored, not given back their default action.
+/// standard error), from inside the signal handler, so it works even if the scheduler is stuck.
+/// Dropping the watcher unregisters its handlers; the signals are then ignored, not given back
+/// their default action.
 ///
 /// # Example
 ///
@@ -146,19 +147,17 @@ impl SignalWatcher {
         &self.control
     }
 
-    /// Sends a message for each signal that arrived since the last look. Returns whether a
-    /// shutdown signal was among them for the first time.
-    fn report(&mut self, shutdown_sent: bool) -> bool {
-        let mut shutdown = false;
+    /// Sends a message for each signal that arrived since the last look: `producerFinished` for
+    /// the first shutdown signal only (`shutdown_sent` remembers it).
+    fn report(&mut self, shutdown_sent: &mut bool) {
         for sig in self.delivery.pending() {
             if sig == SIGUSR1 {
                 let _ = self.signal.send(Ipc::Status("SIGUSR1".to_owned()));
-            } else if !shutdown_sent && !shutdown {
-                shutdown = true;
+            } else if !*shutdown_sent {
+                *shutdown_sent = true;
                 let _ = self.outbox.send(Ipc::producer_finished());
             }
         }
-        shutdown
     }
 
     /// Registers the self-pipe with the selector.
@@ -205,6 +204,8 @@ impl Component for SignalWatcher {
             }
         };
         let mut shutdown_sent = false;
+        // Signals that came before the watcher ran are looked at on the first pass.
+        let mut readable = true;
         loop {
             while let Some(c) = self.control.recv_now() {
                 if c.is_shutdown_microprocess() {
@@ -212,15 +213,20 @@ impl Component for SignalWatcher {
                     return;
                 }
             }
-            while self.ready.recv_now().is_some() {}
-            // The next notice: a byte written after the drain below raises a new edge, which the
-            // selector keeps until this request reaches it, if need be.
-            let _ = self.selector_signal.send(SelectorRequest::NewReader {
-                caller: self.core.id(),
-                reply: self.ready.clone(),
-                selectable: token,
-            });
-            shutdown_sent |= self.report(shutdown_sent);
+            while self.ready.recv_now().is_some() {
+                readable = true;
+            }
+            if readable {
+                readable = false;
+                // The next notice: a byte written after the drain below raises a new edge, which
+                // the selector keeps until this request reaches it, if need be.
+                let _ = self.selector_signal.send(SelectorRequest::NewReader {
+                    caller: self.core.id(),
+                    reply: self.ready.clone(),
+                    selectable: token,
+                });
+                self.report(&mut shutdown_sent);
+            }
             self.core.pause_for_delivery().await;
         }
     }
