@@ -79,7 +79,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long)]
         listen: String,
-        /// Where to relay to.
+        /// Where to relay to: HOST:PORT. A host name is looked up at most once a second, shared by
+        /// the connections that need it; its addresses are tried in turn, the one that last
+        /// connected first.
         #[arg(long)]
         to: String,
         /// On SIGINT/SIGTERM, how long open connections may take to finish before they are closed.

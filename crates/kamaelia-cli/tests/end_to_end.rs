@@ -278,6 +278,29 @@ fn a_thousand_concurrent_connections_each_echo_64_kib() {
     server.assert_healthy();
 }
 
+#[test]
+fn a_relay_to_a_host_name_passes_200_concurrent_connections() {
+    // `localhost` may also resolve to ::1, where nothing listens: those attempts are refused and
+    // the next address is tried (then tried first). The connections share lookups.
+    let mut echo = echo_server();
+    let mut relay = Server::start(&[
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &format!("localhost:{}", echo.port()),
+    ]);
+    let out = run_python(
+        "python 200 clients via a relay to localhost",
+        MANY_CLIENTS_PY,
+        &args(&[&"127.0.0.1", &relay.port(), &200, &(16 * 1024)]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out, vec!["OK 200"]);
+    relay.assert_healthy();
+    echo.assert_healthy();
+}
+
 /// A server that sends "bye" and closes as soon as a client connects.
 const BYE_SERVER_PY: &str = r#"
 import socket

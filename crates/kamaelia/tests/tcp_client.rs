@@ -13,6 +13,9 @@
 //! | (a server that speaks first is heard before the client sends) | [`a_server_that_speaks_first_is_heard_without_sending_anything`] |
 //! | `control` before the connection exists (`shutdownMicroprocess` abandons) | [`shutdown_microprocess_while_connecting_abandons_the_attempt`] |
 //! | (IPv6, names) | [`an_ipv6_literal_connects`], [`a_host_name_resolves_and_connects`] |
+//! | (a template's clients share a lookup and keep its answer a while) | [`clients_of_one_template_share_a_lookup_and_reuse_its_answer`] |
+//! | (the address that last connected is tried first) | [`the_address_that_last_connected_is_tried_first`] |
+//! | (a failed lookup reaches every waiting client and is not kept) | [`a_failed_lookup_reaches_every_waiting_client_and_is_not_kept`] |
 //!
 //! The timeout cases never send traffic off the machine: the target is a loopback listener whose
 //! accept queue is full (backlog 0 and one connection already waiting), so the kernel drops the
@@ -23,14 +26,16 @@
 
 mod util;
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use axon::ipc::{CloseReason, SocketShutdown};
 use axon::{Component, Core, Inbox, Ipc, Scheduler};
 use bytes::Bytes;
-use kamaelia::internet::{ClientTemplate, TcpClient, TcpClientConfig};
+use kamaelia::internet::{ClientTemplate, NameResolver, TcpClient, TcpClientConfig};
 
 use util::{
     accept_stepping, closed_port, collector, drain_bytes, full_listener, kinds, pattern,
@@ -378,4 +383,221 @@ fn clients_made_from_one_template_are_independent_connections() {
             .expect("each client made its own connection");
         assert_eq!(info.peer, addr, "the peer is the template's target");
     }
+}
+
+/// A resolver for tests: each lookup is counted, waits for a token on its gate, and takes its
+/// answer from `answer` (given the lookup's number, from 1).
+struct Lookups {
+    count: Arc<AtomicUsize>,
+    release: mpsc::Sender<()>,
+    resolver: NameResolver,
+}
+
+impl Lookups {
+    fn new(answer: impl Fn(usize) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static) -> Self {
+        let count = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = mpsc::channel::<()>();
+        let (gate, counted) = (Mutex::new(gate), count.clone());
+        let resolver = NameResolver::new(move |host, _port| {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let token = gate.lock().map(|g| g.recv());
+            if !matches!(token, Ok(Ok(()))) {
+                return Err(io::Error::other("the test ended"));
+            }
+            match host {
+                "backend.test" => answer(n),
+                other => Err(io::Error::other(format!("unexpected name {other}"))),
+            }
+        });
+        Self {
+            count,
+            release,
+            resolver,
+        }
+    }
+
+    /// Lets `n` lookups answer.
+    fn release(&self, n: usize) {
+        for _ in 0..n {
+            self.release.send(()).unwrap();
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A client made from a template, activated, with its `control` and collected outboxes.
+struct Started {
+    core: Core,
+    control: Inbox<Ipc>,
+    received: Inbox<Bytes>,
+    signal: Inbox<Ipc>,
+}
+
+fn start_client(sched: &Scheduler, template: &ClientTemplate) -> Started {
+    let client = template.client();
+    let (received, signal) = (collector("received"), collector("signal"));
+    client.outbox().link_to(&received).unwrap();
+    client.signal().link_to(&signal).unwrap();
+    let started = Started {
+        core: client.core().clone(),
+        control: client.control().clone(),
+        received,
+        signal,
+    };
+    sched.activate(client);
+    started
+}
+
+impl Started {
+    /// Accepts the client's connection on `listener` and waits until the client has it (a byte
+    /// from the server arrived), so it has told its template which address connected.
+    fn accepted(&self, sched: &Scheduler, listener: &TcpListener) -> TcpStream {
+        let mut server = accept_stepping(sched, listener);
+        server.write_all(b"!").unwrap();
+        let mut got = Vec::new();
+        receive_at_least(sched, &self.received, &mut got, 1, "the server's byte");
+        assert_eq!(got, b"!");
+        server
+    }
+
+    /// Half-closes the client, and checks that it ended connected to `peer`.
+    fn ends_connected_to(&self, sched: &Scheduler, peer: SocketAddr) {
+        self.control.deliver(Ipc::producer_finished()).unwrap();
+        run_until(sched, "the client to end", || self.core.is_finished());
+        let report = final_report(&self.signal, &["producerFinished"]);
+        assert_eq!(report.connection.map(|c| c.peer), Some(peer));
+    }
+}
+
+#[test]
+fn clients_of_one_template_share_a_lookup_and_reuse_its_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lookups = Lookups::new(move |_| Ok(vec![addr]));
+    let config = TcpClientConfig::default()
+        .resolver(lookups.resolver.clone())
+        .resolve_ttl(Duration::from_secs(3600));
+    let template = ClientTemplate::new("backend.test", addr.port(), config);
+    let sched = Scheduler::new();
+    // Eight clients ask while the lookup is held: they all wait for that one.
+    let mut clients: Vec<_> = (0..8).map(|_| start_client(&sched, &template)).collect();
+    settle(&sched);
+    assert_eq!(
+        lookups.count(),
+        1,
+        "one lookup for the clients that ask at once"
+    );
+    lookups.release(100);
+    let mut servers: Vec<_> = (0..8).map(|_| accept_stepping(&sched, &listener)).collect();
+    // Clients after the answer use it.
+    for _ in 0..4 {
+        let client = start_client(&sched, &template);
+        servers.push(client.accepted(&sched, &listener));
+        clients.push(client);
+    }
+    assert_eq!(lookups.count(), 1, "the answer is reused while young");
+    drop(servers);
+    for client in &clients {
+        client.ends_connected_to(&sched, addr);
+    }
+
+    // With a time to live of zero, every client looks the name up.
+    let fresh = Lookups::new(move |_| Ok(vec![addr]));
+    fresh.release(100);
+    let config = TcpClientConfig::default()
+        .resolver(fresh.resolver.clone())
+        .resolve_ttl(Duration::ZERO);
+    let template = ClientTemplate::new("backend.test", addr.port(), config);
+    for _ in 0..3 {
+        let client = start_client(&sched, &template);
+        drop(client.accepted(&sched, &listener));
+        client.ends_connected_to(&sched, addr);
+    }
+    assert_eq!(fresh.count(), 3);
+}
+
+#[test]
+fn the_address_that_last_connected_is_tried_first() {
+    // The name gives a closed port first, then the listener: the first client is refused there
+    // and connects to the second address; later clients go to the second address at once, even
+    // when each looks the name up again (a time to live of zero) and the first port now listens.
+    let live = TcpListener::bind("127.0.0.1:0").unwrap();
+    let live_addr = live.local_addr().unwrap();
+    let dead = closed_port();
+    let lookups = Lookups::new(move |_| Ok(vec![dead, live_addr]));
+    lookups.release(100);
+    let config = TcpClientConfig::default()
+        .resolver(lookups.resolver.clone())
+        .resolve_ttl(Duration::ZERO);
+    let template = ClientTemplate::new("backend.test", live_addr.port(), config);
+    let sched = Scheduler::new();
+    let mut clients = vec![start_client(&sched, &template)];
+    let mut servers = vec![clients[0].accepted(&sched, &live)];
+    let late = match TcpListener::bind(dead) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("skipped the rest: {dead} was taken meanwhile ({e})");
+            return;
+        }
+    };
+    late.set_nonblocking(true).unwrap();
+    for _ in 0..3 {
+        let client = start_client(&sched, &template);
+        servers.push(client.accepted(&sched, &live));
+        clients.push(client);
+        assert_eq!(
+            late.accept().map(|_| ()).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock),
+            "a client went to the address that was refused"
+        );
+    }
+    assert_eq!(lookups.count(), 4, "each client looked the name up");
+    drop(servers);
+    for client in &clients {
+        client.ends_connected_to(&sched, live_addr);
+    }
+}
+
+#[test]
+fn a_failed_lookup_reaches_every_waiting_client_and_is_not_kept() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lookups = Lookups::new(move |n| match n {
+        1 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "backend.test: no such host",
+        )),
+        _ => Ok(vec![addr]),
+    });
+    let config = TcpClientConfig::default()
+        .resolver(lookups.resolver.clone())
+        .resolve_ttl(Duration::from_secs(3600));
+    let template = ClientTemplate::new("backend.test", addr.port(), config);
+    let sched = Scheduler::new();
+    let failed: Vec<_> = (0..3).map(|_| start_client(&sched, &template)).collect();
+    settle(&sched);
+    lookups.release(100);
+    for client in &failed {
+        run_until(&sched, "the client to end", || client.core.is_finished());
+        let report = final_report(&client.signal, &[]);
+        assert_eq!(report.connection, None);
+        assert_eq!(
+            report.reason,
+            CloseReason::io(io::ErrorKind::NotFound.into())
+        );
+        assert_eq!(report.reason.to_string(), "backend.test: no such host");
+    }
+    assert_eq!(
+        lookups.count(),
+        1,
+        "the waiting clients shared the failed lookup"
+    );
+    // The failure was not kept: the next client looks again, and connects.
+    let next = start_client(&sched, &template);
+    drop(next.accepted(&sched, &listener));
+    assert_eq!(lookups.count(), 2);
+    next.ends_connected_to(&sched, addr);
 }

@@ -3,6 +3,7 @@
 //! [`TcpClient`] and [`TcpServer`] that make them.
 
 mod connected_socket_adapter;
+mod resolve;
 mod selector;
 mod tcp_client;
 mod tcp_server;
@@ -13,6 +14,7 @@ pub use connected_socket_adapter::{
     ConnectedSocketAdapter, ConnectionCounters, ConnectionStats, CsaConfig, MakeSsl, Socket,
     SslReady,
 };
+pub use resolve::NameResolver;
 pub use selector::{Readiness, Selector, SelectorHandle, SelectorMsg, SERVICE as SELECTOR_SERVICE};
 pub use tcp_client::{ClientTemplate, TcpClient, TcpClientConfig};
 pub use tcp_server::{ServerEvent, TcpServer, TcpServerConfig};

@@ -2,12 +2,9 @@
 //! `Kamaelia.Internet.TCPClient`).
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 
 use axon::ipc::{CloseReason, ConnectionInfo, SelectorRequest, SocketShutdown};
@@ -19,6 +16,7 @@ use mio::Token;
 use super::connected_socket_adapter::{
     ConnectedSocketAdapter, CsaConfig, MakeSsl, SslReady, OWN_LINKS,
 };
+use super::resolve::{literal, LookupCache, NameResolver};
 use super::selector::{Readiness, SelectorHandle};
 
 /// Settings for a [`TcpClient`].
@@ -30,6 +28,13 @@ pub struct TcpClientConfig {
     pub connect_timeout: Duration,
     /// Wait this long before connecting (Kamaelia's `delay`).
     pub delay: Duration,
+    /// How long the clients of one [`ClientTemplate`] reuse a host name's addresses before
+    /// looking it up again (default 1 s; zero looks it up for every client). A failed lookup is
+    /// not kept. A [`TcpClient::new`] has a template of its own, so it always looks up.
+    pub resolve_ttl: Duration,
+    /// How a host name becomes addresses (default: the system's resolver). Runs on a helper
+    /// thread.
+    pub resolver: NameResolver,
     /// Settings for the connection's adapter.
     pub csa: CsaConfig,
     /// Upgrade to TLS as soon as the connection is made (before any data is sent).
@@ -42,6 +47,8 @@ impl Default for TcpClientConfig {
         Self {
             connect_timeout: Duration::from_secs(10),
             delay: Duration::ZERO,
+            resolve_ttl: Duration::from_secs(1),
+            resolver: NameResolver::system(),
             csa: CsaConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
@@ -56,47 +63,25 @@ impl TcpClientConfig {
         self
     }
 
+    /// Sets how long a template's clients reuse a host name's addresses
+    /// ([`resolve_ttl`](Self::resolve_ttl)).
+    pub fn resolve_ttl(mut self, d: Duration) -> Self {
+        self.resolve_ttl = d;
+        self
+    }
+
+    /// Looks host names up with `resolver` instead of the system's resolver.
+    pub fn resolver(mut self, resolver: NameResolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
     /// Upgrades every connection to TLS in `role` as soon as it is made.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, role: super::tls::TlsRole) -> Self {
         self.tls = Some(role);
         self
     }
-}
-
-/// `host:port` as an address when `host` is an IPv4 or IPv6 literal (with or without brackets).
-fn literal(host: &str, port: u16) -> Option<SocketAddr> {
-    let ip = host.trim_start_matches('[').trim_end_matches(']');
-    ip.parse::<IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, port))
-}
-
-/// Resolves `host:port` without blocking the scheduler: literals at once, names on a helper
-/// thread. `localhost` and other names give every address they resolve to, in resolver order.
-async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Some(addr) = literal(host, port) {
-        return Ok(vec![addr]);
-    }
-    let slot: Arc<Mutex<Option<io::Result<Vec<SocketAddr>>>>> = Arc::default();
-    let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-    let (name, out) = (host.to_owned(), slot.clone());
-    std::thread::Builder::new()
-        .name("kamaelia-resolve".into())
-        .spawn(move || {
-            let r = (name.as_str(), port)
-                .to_socket_addrs()
-                .map(|a| a.collect::<Vec<_>>());
-            *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
-            waker.wake();
-        })?;
-    poll_fn(
-        |_| match slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            Some(r) => Poll::Ready(r),
-            None => Poll::Pending,
-        },
-    )
-    .await
 }
 
 /// Makes an outgoing TCP connection and wraps it in a
@@ -124,8 +109,9 @@ async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 ///
 /// # How it works
 ///
-/// The host is resolved without blocking the scheduler (names on a helper thread). Each address
-/// (IPv6 and IPv4) is tried in turn with a non-blocking connect, waiting for writability through
+/// The host is resolved without blocking the scheduler (names on a helper thread; the clients of
+/// one [`ClientTemplate`] share lookups, see [`TcpClientConfig::resolve_ttl`]). Each address
+/// (IPv6 and IPv4) is tried in turn, the one that last connected for the template first, with a non-blocking connect, waiting for writability through
 /// the selector, each bounded by [`TcpClientConfig::connect_timeout`]. Once connected, the adapter
 /// becomes a child: `inbox`, `control` and `makessl` pass through to it, its `outbox` and `sslready`
 /// pass through out.
@@ -151,6 +137,10 @@ pub struct TcpClient {
 /// costs reference counts rather than copies and allocations (a relay makes one client per
 /// accepted connection).
 ///
+/// The clients share lookups of a host name too: those that need it while a lookup runs wait for
+/// that one, its answer serves the clients after them for [`TcpClientConfig::resolve_ttl`], and
+/// the address that last connected is tried first.
+///
 /// # Examples
 ///
 /// ```
@@ -167,6 +157,7 @@ pub struct ClientTemplate {
     config: Rc<TcpClientConfig>,
     /// `config.csa`, shared by every adapter the clients make.
     csa: Rc<CsaConfig>,
+    lookups: Rc<LookupCache>,
 }
 
 impl ClientTemplate {
@@ -177,6 +168,7 @@ impl ClientTemplate {
             port,
             csa: Rc::new(config.csa.clone()),
             config: Rc::new(config),
+            lookups: Rc::new(LookupCache::new()),
         }
     }
 
@@ -388,15 +380,15 @@ impl Component for TcpClient {
             (Err(e), _) => return self.finish(None, CloseReason::io(e)),
             (_, None) => return,
         };
-        let addrs = match resolve(&self.target.host, self.target.port).await {
-            Ok(a) if !a.is_empty() => a,
-            Ok(_) => {
-                let e = io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{} resolves to no address", self.target.host),
-                );
-                return self.finish(None, CloseReason::io(e));
-            }
+        let target = &self.target;
+        let resolved = target.lookups.addresses(
+            &target.host,
+            target.port,
+            target.config.resolve_ttl,
+            &target.config.resolver,
+        );
+        let addrs = match resolved.await {
+            Ok(a) => a,
             Err(e) => return self.finish(None, CloseReason::io(e)),
         };
         let mut last_err = None;
@@ -405,6 +397,7 @@ impl Component for TcpClient {
             match self.attempt(&selector, addr, &mut finish_after).await {
                 Err(()) => return self.finish(None, CloseReason::Shutdown),
                 Ok(Ok(connection)) => {
+                    target.lookups.connected(addr);
                     connected = Some(connection);
                     break;
                 }
