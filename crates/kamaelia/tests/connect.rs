@@ -9,6 +9,7 @@
 //! | no answer: `Timeout("connect")` | [`a_connect_that_gets_no_answer_times_out`] |
 //! | `shutdownMicroprocess` while connecting abandons the attempt | [`shutdown_microprocess_while_connecting_abandons_it`] |
 //! | relay: bytes both ways, each half-close passed on, nothing left behind | [`a_relayed_connection_carries_both_ways_and_passes_each_half_close_on`], [`a_relay_to_a_name_does_the_same_through_a_tcp_client`] |
+//! | relay: a name with one address, once looked up, is connected to by a bare adapter | [`a_relay_to_a_name_with_one_address_connects_directly_once_it_is_known`] |
 //! | relay: a target that refuses closes the accepted connection | [`a_relay_whose_target_refuses_closes_the_accepted_connection`] |
 //! | relay: a client's reset closes the target's side | [`a_client_reset_closes_the_target_side`] |
 //!
@@ -27,7 +28,9 @@ use axon::ipc::{CloseReason, SocketShutdown};
 use axon::{Component, Core, Inbox, Ipc, Scheduler};
 use bytes::Bytes;
 use kamaelia::chassis::{ServerConfig, ServerCore};
-use kamaelia::internet::{ConnectedSocketAdapter, CsaConfig, SelectorHandle, TcpClientConfig};
+use kamaelia::internet::{
+    ConnectedSocketAdapter, CsaConfig, NameResolver, SelectorHandle, TcpClientConfig,
+};
 use kamaelia::protocols::relay;
 
 use util::{
@@ -199,10 +202,15 @@ fn shutdown_microprocess_while_connecting_abandons_it() {
 /// A relay (ServerCore with the relay factory) to `host:port` on a scheduler, and the number of
 /// components it runs with no connection.
 fn relay_to(host: &str, port: u16) -> (Scheduler, SocketAddr, usize) {
+    relay_with(host, port, TcpClientConfig::default())
+}
+
+/// [`relay_to`] with the relay's client settings.
+fn relay_with(host: &str, port: u16, config: TcpClientConfig) -> (Scheduler, SocketAddr, usize) {
     let sched = Scheduler::new();
     let server = ServerCore::new(
         "127.0.0.1:0".parse().unwrap(),
-        relay::factory(host, port, TcpClientConfig::default()),
+        relay::factory(host, port, config),
         ServerConfig::default(),
     )
     .expect("bind");
@@ -268,6 +276,43 @@ fn a_relayed_connection_carries_both_ways_and_passes_each_half_close_on() {
 #[test]
 fn a_relay_to_a_name_does_the_same_through_a_tcp_client() {
     relay_both_ways("localhost", 3);
+}
+
+#[test]
+fn a_relay_to_a_name_with_one_address_connects_directly_once_it_is_known() {
+    // The first connection looks the name up through a client: three components. While the
+    // answer is fresh, a name with one address is as good as an address: two. A name with two
+    // addresses keeps a client per connection, to try them in turn.
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = target.local_addr().unwrap();
+    for (addrs, later) in [(vec![to], 2), (vec![to, closed_port()], 3)] {
+        let resolver = NameResolver::new(move |host, _| match host {
+            "backend.test" => Ok(addrs.clone()),
+            _ => Err(std::io::Error::other("unexpected name")),
+        });
+        let config = TcpClientConfig::default()
+            .resolver(resolver)
+            .resolve_ttl(Duration::from_secs(3600));
+        let (sched, addr, idle) = relay_with("backend.test", to.port(), config);
+        for (i, components) in [3, later, later].into_iter().enumerate() {
+            let mut client = connect(addr);
+            let mut server = accept_stepping(&sched, &target);
+            client.write_all(b"up").unwrap();
+            server.write_all(b"down").unwrap();
+            let (mut up, mut down) = (Vec::new(), Vec::new());
+            run_until(&sched, "bytes both ways", || {
+                read_available(&mut server, &mut up);
+                read_available(&mut client, &mut down);
+                up.len() >= 2 && down.len() >= 4
+            });
+            assert_eq!((&up[..], &down[..]), (&b"up"[..], &b"down"[..]));
+            assert_eq!(sched.len(), idle + components, "connection {i}");
+            drop((client, server));
+            run_until(&sched, "the connection's components to end", || {
+                sched.len() == idle
+            });
+        }
+    }
 }
 
 #[test]

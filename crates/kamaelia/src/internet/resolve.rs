@@ -204,6 +204,16 @@ impl LookupCache {
         }
     }
 
+    /// The address of the last answer, if it had just one and is younger than `ttl`.
+    pub(crate) fn single(&self, ttl: Duration) -> Option<SocketAddr> {
+        match &*self.state.borrow() {
+            State::Known { addrs, at, .. } if addrs.len() == 1 && at.elapsed() < ttl => {
+                Some(addrs[0])
+            }
+            _ => None,
+        }
+    }
+
     /// `addr` connected: later clients try it first, while the answer it came from is kept (and
     /// in the answer of a lookup running now, if that has it).
     pub(crate) fn connected(&self, addr: SocketAddr) {

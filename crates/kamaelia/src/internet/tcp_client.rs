@@ -157,6 +157,8 @@ pub struct ClientTemplate {
     config: Rc<TcpClientConfig>,
     /// `config.csa`, shared by every adapter the clients make.
     csa: Rc<CsaConfig>,
+    /// The host as an address, when it is one.
+    literal: Option<SocketAddr>,
     lookups: Rc<LookupCache>,
 }
 
@@ -168,6 +170,7 @@ impl ClientTemplate {
             port,
             csa: Rc::new(config.csa.clone()),
             config: Rc::new(config),
+            literal: literal(host, port),
             lookups: Rc::new(LookupCache::new()),
         }
     }
@@ -177,11 +180,11 @@ impl ClientTemplate {
         TcpClient::from_template(self.clone())
     }
 
-    /// The target's address and the adapter settings for a bare adapter to connect to it
-    /// ([`ConnectedSocketAdapter::connect`]), when a client would add nothing to one: the host is
-    /// an address, not a name, and there is no delay and no TLS. The settings carry the client's
-    /// connect timeout.
-    pub(crate) fn direct(&self) -> Option<(SocketAddr, Rc<CsaConfig>)> {
+    /// The adapter settings for a bare adapter to connect to the template's target
+    /// ([`ConnectedSocketAdapter::connect`]), when a client would add nothing to one at a known
+    /// address ([`direct_addr`](Self::direct_addr)): there is no delay and no TLS. The settings
+    /// carry the client's connect timeout.
+    pub(crate) fn direct(&self) -> Option<Rc<CsaConfig>> {
         let config = &self.config;
         #[cfg(feature = "tls")]
         if config.tls.is_some() {
@@ -190,9 +193,16 @@ impl ClientTemplate {
         if !config.delay.is_zero() {
             return None;
         }
-        let addr = literal(&self.host, self.port)?;
         let csa = CsaConfig::clone(&self.csa).connect_timeout(config.connect_timeout);
-        Some((addr, Rc::new(csa)))
+        Some(Rc::new(csa))
+    }
+
+    /// The one address a client would try now, if there is just one and it is known without a
+    /// lookup: the host as an address, or a name whose last lookup (still younger than the
+    /// template's time to live) gave a single address.
+    pub(crate) fn direct_addr(&self) -> Option<SocketAddr> {
+        self.literal
+            .or_else(|| self.lookups.single(self.config.resolve_ttl))
     }
 }
 

@@ -8,11 +8,14 @@ use crate::internet::{ClientTemplate, ConnectedSocketAdapter, SelectorHandle, Tc
 /// A protocol factory for [`ServerCore`](crate::chassis::ServerCore) that makes each accepted
 /// connection's handler a connection of its own to `host:port`.
 ///
-/// When `host` is an IP address and `config` asks for no delay and no TLS, the handler is a bare
-/// [`ConnectedSocketAdapter`] connecting to it ([`ConnectedSocketAdapter::connect`], with
-/// `config`'s connect timeout and adapter settings): one component per side. Otherwise (a name to
-/// resolve, TLS, a delay), or if the connect cannot even start, it is a
-/// [`TcpClient`](crate::internet::TcpClient).
+/// When `config` asks for no delay and no TLS, and the target's one address is known without a
+/// lookup (`host` is an IP address, or a name whose last lookup, younger than `config`'s
+/// [`resolve_ttl`](crate::internet::TcpClientConfig::resolve_ttl), gave a single address), the
+/// handler is a bare [`ConnectedSocketAdapter`] connecting to it
+/// ([`ConnectedSocketAdapter::connect`], with `config`'s connect timeout and adapter settings): one
+/// component per side. Otherwise (a name to look up or with several addresses to try, TLS, a
+/// delay), or if the connect cannot even start, it is a [`TcpClient`](crate::internet::TcpClient);
+/// the factory's clients share their lookups ([`ClientTemplate`]).
 ///
 /// With ServerCore's wiring, bytes flow both ways unchanged; the peer finishing sending half-closes
 /// the target side and vice versa; a target that cannot be reached or closes ends the accepted
@@ -25,10 +28,10 @@ pub fn factory(
     let target = ClientTemplate::new(host, port, config);
     let direct = target.direct();
     move |_| {
-        if let Some((addr, csa)) = &direct {
-            let started = SelectorHandle::current().and_then(|selector| {
-                ConnectedSocketAdapter::connect(*addr, &selector, csa.clone())
-            });
+        let to = direct.as_ref().zip(target.direct_addr());
+        if let Some((csa, addr)) = to {
+            let started = SelectorHandle::current()
+                .and_then(|selector| ConnectedSocketAdapter::connect(addr, &selector, csa.clone()));
             match started {
                 Ok(adapter) => return Box::new(adapter),
                 // The client tries again, and reports a failure the way a failed connect ends.
