@@ -15,6 +15,7 @@
 //! | (IPv6, names) | [`an_ipv6_literal_connects`], [`a_host_name_resolves_and_connects`] |
 //! | (a template's clients share a lookup and keep its answer a while) | [`clients_of_one_template_share_a_lookup_and_reuse_its_answer`] |
 //! | (the address that last connected is tried first) | [`the_address_that_last_connected_is_tried_first`] |
+//! | (`shutdownMicroprocess` during the delay or the lookup abandons it; others' lookup goes on) | [`shutdown_microprocess_during_the_delay_or_the_lookup_abandons_it`] |
 //! | (a failed lookup reaches every waiting client and is not kept) | [`a_failed_lookup_reaches_every_waiting_client_and_is_not_kept`] |
 //!
 //! The timeout cases never send traffic off the machine: the target is a loopback listener whose
@@ -600,4 +601,59 @@ fn a_failed_lookup_reaches_every_waiting_client_and_is_not_kept() {
     drop(next.accepted(&sched, &listener));
     assert_eq!(lookups.count(), 2);
     next.ends_connected_to(&sched, addr);
+}
+
+#[test]
+fn shutdown_microprocess_during_the_delay_or_the_lookup_abandons_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let abandoned = |signal: &Inbox<Ipc>, id| {
+        assert_eq!(
+            final_report(signal, &[]),
+            SocketShutdown {
+                caller: Some(id),
+                connection: None,
+                reason: CloseReason::Shutdown,
+            }
+        );
+    };
+
+    // During an hour's delay.
+    let mut config = TcpClientConfig::default();
+    config.delay = Duration::from_secs(3600);
+    let r = rig("127.0.0.1", addr.port(), config);
+    settle(&r.sched);
+    assert!(!r.client.is_finished());
+    r.control.deliver(Ipc::shutdown_microprocess()).unwrap();
+    run_until(&r.sched, "the client to end", || r.client.is_finished());
+    abandoned(&r.signal, r.client.id());
+
+    // During a lookup that is held open: the client ends at once; another client waiting for the
+    // same lookup goes on, and connects once it answers.
+    let lookups = Lookups::new(move |_| Ok(vec![addr]));
+    let config = TcpClientConfig::default().resolver(lookups.resolver.clone());
+    let template = ClientTemplate::new("backend.test", addr.port(), config);
+    let sched = Scheduler::new();
+    let (quitter, stayer) = (
+        start_client(&sched, &template),
+        start_client(&sched, &template),
+    );
+    settle(&sched);
+    quitter
+        .control
+        .deliver(Ipc::shutdown_microprocess())
+        .unwrap();
+    run_until(&sched, "the client to end", || quitter.core.is_finished());
+    abandoned(&quitter.signal, quitter.core.id());
+    assert!(!stayer.core.is_finished());
+    assert_eq!(lookups.count(), 1);
+    lookups.release(1);
+    drop(stayer.accepted(&sched, &listener));
+    stayer.ends_connected_to(&sched, addr);
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(io::ErrorKind::WouldBlock),
+        "only the client that stayed connected"
+    );
 }

@@ -2,9 +2,12 @@
 //! `Kamaelia.Internet.TCPClient`).
 
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axon::ipc::{CloseReason, ConnectionInfo, SelectorRequest, SocketShutdown};
@@ -93,7 +96,8 @@ impl TcpClientConfig {
 ///   it does.
 /// * `control` — `producerFinished`: send what is queued, then close the write side (half-close);
 ///   `shutdownMicroprocess`: close now. Before the connection exists, `producerFinished` is kept
-///   and applied once connected; `shutdownMicroprocess` abandons the attempt.
+///   and applied once connected; `shutdownMicroprocess` abandons the attempt (during the delay,
+///   the lookup or a connect; a lookup other clients wait for goes on for them).
 /// * `makessl` — [`MakeSsl`]: upgrade to TLS (passed to the adapter).
 /// * `_socketFeedback` — the adapter's `socketShutdown`.
 /// * `_csaSignal` — the adapter's `signal`.
@@ -288,6 +292,24 @@ impl TcpClient {
         Ok(())
     }
 
+    /// Awaits `fut` (the delay, the lookup) unless `control` says `shutdownMicroprocess` first:
+    /// `None` then. A `producerFinished` meanwhile is kept for once connected.
+    async fn unless_abandoned<F: Future>(
+        &self,
+        fut: F,
+        finish_after: &mut bool,
+    ) -> Option<F::Output> {
+        let mut fut = pin!(fut);
+        // Any delivery wakes the component, and with it this future.
+        poll_fn(|cx| {
+            if self.control_while_connecting(finish_after).is_err() {
+                return Poll::Ready(None);
+            }
+            fut.as_mut().poll(cx).map(Some)
+        })
+        .await
+    }
+
     /// One connection attempt to `addr`: the connected stream, still registered with `selector`
     /// under the token given (the adapter takes the registration over), and the peer's address;
     /// or why not.
@@ -381,25 +403,29 @@ impl Component for TcpClient {
     }
 
     async fn main(self) {
-        if !self.target.config.delay.is_zero() {
-            axon::sleep(self.target.config.delay).await;
-        }
         let mut finish_after = false;
+        let target = &self.target;
+        if !target.config.delay.is_zero() {
+            let slept = self.unless_abandoned(axon::sleep(target.config.delay), &mut finish_after);
+            if slept.await.is_none() {
+                return self.finish(None, CloseReason::Shutdown);
+            }
+        }
         let (selector, sched) = match (SelectorHandle::current(), Scheduler::current()) {
             (Ok(s), Some(sched)) => (s, sched),
             (Err(e), _) => return self.finish(None, CloseReason::io(e)),
             (_, None) => return,
         };
-        let target = &self.target;
         let resolved = target.lookups.addresses(
             &target.host,
             target.port,
             target.config.resolve_ttl,
             &target.config.resolver,
         );
-        let addrs = match resolved.await {
-            Ok(a) => a,
-            Err(e) => return self.finish(None, CloseReason::io(e)),
+        let addrs = match self.unless_abandoned(resolved, &mut finish_after).await {
+            None => return self.finish(None, CloseReason::Shutdown),
+            Some(Ok(a)) => a,
+            Some(Err(e)) => return self.finish(None, CloseReason::io(e)),
         };
         let mut last_err = None;
         let mut connected = None;
