@@ -16,6 +16,7 @@
 //! | (a template's clients share a lookup and keep its answer a while) | [`clients_of_one_template_share_a_lookup_and_reuse_its_answer`] |
 //! | (the address that last connected is tried first) | [`the_address_that_last_connected_is_tried_first`] |
 //! | (`shutdownMicroprocess` during the delay or the lookup abandons it; others' lookup goes on) | [`shutdown_microprocess_during_the_delay_or_the_lookup_abandons_it`] |
+//! | (a lookup that hangs ends the client at its connect timeout; its late answer is kept) | [`a_lookup_that_hangs_times_out_and_its_late_answer_serves_the_next_client`] |
 //! | (a failed lookup reaches every waiting client and is not kept) | [`a_failed_lookup_reaches_every_waiting_client_and_is_not_kept`] |
 //!
 //! The timeout cases never send traffic off the machine: the target is a loopback listener whose
@@ -656,4 +657,30 @@ fn shutdown_microprocess_during_the_delay_or_the_lookup_abandons_it() {
         Err(io::ErrorKind::WouldBlock),
         "only the client that stayed connected"
     );
+}
+
+#[test]
+fn a_lookup_that_hangs_times_out_and_its_late_answer_serves_the_next_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lookups = Lookups::new(move |_| Ok(vec![addr]));
+    let config = TcpClientConfig::default()
+        .resolver(lookups.resolver.clone())
+        .resolve_ttl(Duration::from_secs(3600))
+        .connect_timeout(Duration::from_millis(100));
+    let template = ClientTemplate::new("backend.test", addr.port(), config);
+    let sched = Scheduler::new();
+    let first = start_client(&sched, &template);
+    run_until(&sched, "the client to give up", || first.core.is_finished());
+    let report = final_report(&first.signal, &[]);
+    assert_eq!(
+        (report.connection, report.reason),
+        (None, CloseReason::Timeout("lookup"))
+    );
+    // The lookup went on; its answer, once there, is kept for the next client.
+    lookups.release(1);
+    let next = start_client(&sched, &template);
+    drop(next.accepted(&sched, &listener));
+    next.ends_connected_to(&sched, addr);
+    assert_eq!(lookups.count(), 1, "one lookup for both");
 }

@@ -27,7 +27,7 @@ use super::selector::{Readiness, SelectorHandle};
 #[non_exhaustive]
 pub struct TcpClientConfig {
     /// How long one connection attempt may take (Kamaelia's `connect_timeout`, default 60 s there;
-    /// 10 s here). With several addresses, each gets this long.
+    /// 10 s here). With several addresses, each gets this long; so does a host name's lookup.
     pub connect_timeout: Duration,
     /// Wait this long before connecting (Kamaelia's `delay`).
     pub delay: Duration,
@@ -107,8 +107,8 @@ impl TcpClientConfig {
 /// * `outbox` — `Bytes` received.
 /// * `signal` — `producerFinished` when the peer has finished sending; then exactly one
 ///   `socketShutdown` when the client ends, with the connection (if one was made) and the reason:
-///   the real `io::Error` of a failed connect (e.g. connection refused), `Timeout("connect")`, or
-///   how the connection ended.
+///   the real `io::Error` of a failed connect or lookup (e.g. connection refused),
+///   `Timeout("connect")`, `Timeout("lookup")`, or how the connection ended.
 /// * `sslready` — the adapter's [`SslReady`].
 ///
 /// # How it works
@@ -422,10 +422,14 @@ impl Component for TcpClient {
             target.config.resolve_ttl,
             &target.config.resolver,
         );
+        // A lookup that hangs (the name server is away) ends this client, not the lookup: it
+        // goes on for the clients after, and its answer is kept when it comes.
+        let resolved = axon::timeout(target.config.connect_timeout, resolved);
         let addrs = match self.unless_abandoned(resolved, &mut finish_after).await {
             None => return self.finish(None, CloseReason::Shutdown),
-            Some(Ok(a)) => a,
-            Some(Err(e)) => return self.finish(None, CloseReason::io(e)),
+            Some(Err(_)) => return self.finish(None, CloseReason::Timeout("lookup")),
+            Some(Ok(Ok(a))) => a,
+            Some(Ok(Err(e))) => return self.finish(None, CloseReason::io(e)),
         };
         let mut last_err = None;
         let mut connected = None;
