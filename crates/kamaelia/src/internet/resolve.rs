@@ -88,8 +88,20 @@ struct Pending {
 
 #[derive(Default)]
 struct PendingSlot {
-    answer: Option<Answer>,
+    /// The answer, and when it came.
+    answer: Option<(Answer, Instant)>,
     waiting: Vec<Waker>,
+}
+
+impl Pending {
+    /// Whether the answer came, longer than `ttl` ago: no client took it up (each that waited
+    /// gave up), and it is too old to serve.
+    fn stale(&self, ttl: Duration) -> bool {
+        let slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.answer
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() >= ttl)
+    }
 }
 
 enum State {
@@ -158,7 +170,12 @@ impl LookupCache {
                     at,
                     preferred,
                 } if at.elapsed() < ttl => return Ok(in_order(addrs, *preferred)),
-                State::Running(pending, _) => pending.clone(),
+                State::Running(pending, _) if !pending.stale(ttl) => pending.clone(),
+                State::Running(_, preferred) => {
+                    let (pending, preferred) = (start(host, port, resolver)?, *preferred);
+                    *state = State::Running(pending.clone(), preferred);
+                    pending
+                }
                 State::Empty => {
                     let pending = start(host, port, resolver)?;
                     *state = State::Running(pending.clone(), None);
@@ -171,14 +188,14 @@ impl LookupCache {
                 }
             }
         };
-        let answer = wait(&pending).await;
+        let (answer, at) = wait(&pending).await;
         let mut state = self.state.borrow_mut();
         // The first client to see the answer stores it (a newer lookup may have replaced it).
         let stored = match &*state {
             State::Running(p, preferred) if Arc::ptr_eq(p, &pending) => Some(match &answer {
                 Ok(addrs) => State::Known {
                     addrs: addrs.as_slice().into(),
-                    at: Instant::now(),
+                    at,
                     preferred: *preferred,
                 },
                 Err(_) => State::Empty,
@@ -245,16 +262,17 @@ fn start(host: &str, port: u16, resolver: &NameResolver) -> io::Result<Arc<Pendi
             let answer = (resolver.0)(&name, port).map_err(Arc::new);
             let waiting = {
                 let mut slot = out.slot.lock().unwrap_or_else(PoisonError::into_inner);
-                slot.answer = Some(answer);
+                slot.answer = Some((answer, Instant::now()));
                 std::mem::take(&mut slot.waiting)
             };
             waiting.into_iter().for_each(Waker::wake);
-        })?;
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start looking up {host}: {e}")))?;
     Ok(pending)
 }
 
-/// Waits for `pending`'s answer.
-async fn wait(pending: &Pending) -> Answer {
+/// Waits for `pending`'s answer, and when it came.
+async fn wait(pending: &Pending) -> (Answer, Instant) {
     poll_fn(|cx| {
         let mut slot = pending.slot.lock().unwrap_or_else(PoisonError::into_inner);
         match &slot.answer {
