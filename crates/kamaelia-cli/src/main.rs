@@ -74,7 +74,8 @@ enum Command {
         #[arg(long, requires = "tls", conflicts_with = "ca")]
         insecure: bool,
     },
-    /// A TCP proxy: each accepted connection is relayed to HOST:PORT.
+    /// A TCP proxy: each accepted connection is relayed to HOST:PORT. A connection whose target
+    /// cannot be reached is closed, and logged on stderr ("cannot connect to …").
     Relay {
         /// Address to listen on.
         #[arg(long)]
@@ -179,11 +180,16 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // A relay says which connections could not reach their target; `connect` says it itself.
+    let default_filter = match cli.command {
+        Command::Relay { .. } => format!("warn,{}=info", kamaelia::internet::CONNECT_FAILURES),
+        _ => "warn".to_owned(),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KAMAELIA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     let result = match cli.command {

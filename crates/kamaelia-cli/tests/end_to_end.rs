@@ -301,6 +301,64 @@ fn a_relay_to_a_host_name_passes_200_concurrent_connections() {
     echo.assert_healthy();
 }
 
+#[test]
+fn a_relay_says_which_connections_could_not_reach_the_target() {
+    // Nothing listens on the target port. The first connection looks `localhost` up through a
+    // client; the second connects with a bare adapter if `localhost` has one address here (then
+    // its line names the address), through a client again if it has more. Both failures are
+    // logged, by default, and each client sees its connection closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut relay = Server::start_default_log(&[
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &format!("localhost:{closed}"),
+    ]);
+    for _ in 0..2 {
+        let mut s = std::net::TcpStream::connect(relay.addr).expect("connect to the relay");
+        s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        let mut got = Vec::new();
+        let read = std::io::Read::read_to_end(&mut s, &mut got);
+        assert!(read.is_ok() && got.is_empty(), "{read:?} {got:?}");
+    }
+    let failures = |stderr: &str| -> Vec<String> {
+        stderr
+            .lines()
+            .filter(|l| l.contains("cannot connect to"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    while failures(&relay.proc.stderr()).len() < 2 {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "not two such lines; stderr:\n{}",
+            relay.proc.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let lines = failures(&relay.proc.stderr());
+    assert!(
+        lines[0].contains(&format!(
+            "cannot connect to localhost:{closed}: Connection refused"
+        )),
+        "{lines:?}"
+    );
+    let second = [
+        format!("cannot connect to localhost:{closed}: Connection refused"),
+        format!("cannot connect to 127.0.0.1:{closed}: Connection refused"),
+    ];
+    assert!(
+        second.iter().any(|w| lines[1].contains(w.as_str())),
+        "{lines:?}"
+    );
+    relay.assert_healthy();
+}
+
 /// A server that sends "bye" and closes as soon as a client connects.
 const BYE_SERVER_PY: &str = r#"
 import socket

@@ -273,8 +273,17 @@ impl Server {
         Server::from_command(cmd)
     }
 
+    /// `kamaelia ARGS…` with its default logging (the environment's `KAMAELIA_LOG` removed).
+    pub(crate) fn start_default_log(args: &[&str]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env_remove("KAMAELIA_LOG");
+        Server::from_command(cmd)
+    }
+
     fn from_command(mut cmd: Command) -> Server {
-        cmd.env("KAMAELIA_LOG", "warn");
+        if !cmd.get_envs().any(|(k, _)| k == "KAMAELIA_LOG") {
+            cmd.env("KAMAELIA_LOG", "warn");
+        }
         let mut proc = Proc::spawn_lines("server", cmd);
         let line = proc.expect_line("listening on ", Duration::from_secs(30));
         let addr = parse_listening(&line);

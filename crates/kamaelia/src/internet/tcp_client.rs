@@ -272,6 +272,17 @@ impl TcpClient {
     }
 
     fn finish(&self, connection: Option<ConnectionInfo>, reason: CloseReason) {
+        if connection.is_none() && !reason.is_clean() {
+            let (host, port) = (&self.target.host, self.target.port);
+            let (open, close) = match host.contains(':') && !host.starts_with('[') {
+                true => ("[", "]"), // an IPv6 address
+                false => ("", ""),
+            };
+            tracing::info!(
+                target: super::CONNECT_FAILURES,
+                "cannot connect to {open}{host}{close}:{port}: {reason}"
+            );
+        }
         let _ = self.signal.send(Ipc::SocketShutdown(SocketShutdown {
             caller: Some(self.core.id()),
             connection,

@@ -1787,6 +1787,10 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                     .sslready
                     .send(SslReady::Failed(format!("TLS handshake failed: {reason}")));
             }
+            if flags.connecting && !reason.is_clean() {
+                let to = csa.counters.connection.peer;
+                tracing::info!(target: super::CONNECT_FAILURES, "cannot connect to {to}: {reason}");
+            }
             tracing::debug!(connection = %csa.counters.connection, %reason, "connection closed");
             csa.stop(reason, !flags.read_open && !flags.write_open);
         }
