@@ -16,6 +16,7 @@ use std::time::Duration;
 use axon::ipc::ConnectionInfo;
 use axon::{Inbox, Scheduler};
 use kamaelia::chassis::{ServerConfig, ServerCore, ServerStats};
+use kamaelia::internet::{CsaConfig, TcpServerConfig};
 use kamaelia::protocols::Echo;
 use util::{collector, run_until, take_all};
 
@@ -80,7 +81,10 @@ fn closed_sockets_leave_the_epoll_set_and_a_hibernating_one_is_there_once() {
     let server = ServerCore::new(
         "127.0.0.1:0".parse().unwrap(),
         |_: &ConnectionInfo| Box::new(Echo::new()),
-        ServerConfig::default().hibernate_after(Some(Duration::from_millis(30))),
+        ServerConfig::default()
+            // Long enough that the connections below never reach it while they are used.
+            .tcp(TcpServerConfig::default().csa(CsaConfig::default().idle_timeout(Some(IDLE))))
+            .hibernate_after(Some(Duration::from_millis(30))),
     )
     .expect("bind");
     let addr = server.local_addr();
@@ -142,4 +146,27 @@ fn closed_sockets_leave_the_epoll_set_and_a_hibernating_one_is_there_once() {
         idle,
         "the woken connection's socket left the set"
     );
+
+    // A sleeping connection the server closes (its idle timeout): the server's descriptor, the
+    // only one, is closed, and the socket leaves the set.
+    let mut c = util::connect(addr);
+    s.round_trip(&mut c, b"sleep");
+    s.wait_for("the connection to hibernate", |st| st.hibernating == 1);
+    assert_eq!(epoll_set(epfd).len(), idle.len() + 1);
+    s.wait_for("the idle timeout to close it", |st| st.closed == 3);
+    assert_eq!(
+        epoll_set(epfd),
+        idle,
+        "the sleeping socket closed by the server left the set"
+    );
+    let mut rest = Vec::new();
+    c.set_read_timeout(Some(IDLE)).unwrap();
+    let read = std::io::Read::read_to_end(&mut c, &mut rest);
+    assert!(
+        matches!(read, Ok(0)),
+        "the peer reads EOF: {read:?} {rest:?}"
+    );
 }
+
+/// The idle timeout of the test's connections.
+const IDLE: Duration = Duration::from_secs(3);

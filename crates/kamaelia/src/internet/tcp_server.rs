@@ -392,7 +392,7 @@ impl TcpServer {
     fn close_sleeper(
         &self,
         token: Token,
-        mut h: Hibernating,
+        h: Hibernating,
         reason: CloseReason,
         selector: &SelectorHandle,
     ) {
@@ -400,9 +400,13 @@ impl TcpServer {
             caller: self.core.id(),
             selectable: token,
         });
-        let _ = selector.deregister(&mut h.stream, token);
+        // The server's descriptor is the socket's only one by now (the adapter's was closed when
+        // it hibernated): closing it takes the socket out of the `epoll` set, no `EPOLL_CTL_DEL`
+        // needed (as for an adapter's socket, `Socket::drop_leaves_epoll`).
+        selector.forget(token);
         let _ = h.stream.shutdown(std::net::Shutdown::Both);
         self.report_closed(h.counters.connection(), reason);
+        drop(h);
     }
 
     /// Reports a connection closed by the server itself (it has no adapter to do so).
