@@ -14,9 +14,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use axon::ipc::ConnectionInfo;
+use axon::Component;
 use axon::{Inbox, Scheduler};
 use kamaelia::chassis::{ServerConfig, ServerCore, ServerStats};
-use kamaelia::internet::{CsaConfig, TcpServerConfig};
+use kamaelia::internet::{CsaConfig, TcpClient, TcpServerConfig};
 use kamaelia::protocols::Echo;
 use util::{collector, run_until, take_all};
 
@@ -159,6 +160,29 @@ fn closed_sockets_leave_the_epoll_set_and_a_hibernating_one_is_there_once() {
         idle,
         "the sleeping socket closed by the server left the set"
     );
+
+    // A client whose connect is refused, and one abandoned while connecting: each socket's only
+    // descriptor is closed, and it leaves the set.
+    let refused = TcpClient::new("127.0.0.1", util::closed_port().port(), Default::default());
+    let refused_core = refused.core().clone();
+    sched.activate(refused);
+    run_until(&sched, "the refused client to end", || {
+        refused_core.is_finished()
+    });
+    assert_eq!(epoll_set(epfd), idle, "the refused socket left the set");
+    let (_listener, _filler, full) = util::full_listener();
+    let hanging = TcpClient::new("127.0.0.1", full.port(), Default::default());
+    let (hanging_core, control) = (hanging.core().clone(), hanging.control().clone());
+    sched.activate(hanging);
+    run_until(&sched, "the connect to be under way", || {
+        epoll_set(epfd).len() > idle.len()
+    });
+    control.deliver(axon::Ipc::shutdown_microprocess()).unwrap();
+    run_until(&sched, "the abandoned client to end", || {
+        hanging_core.is_finished()
+    });
+    assert_eq!(epoll_set(epfd), idle, "the abandoned socket left the set");
+
     let mut rest = Vec::new();
     c.set_read_timeout(Some(IDLE)).unwrap();
     let read = std::io::Read::read_to_end(&mut c, &mut rest);

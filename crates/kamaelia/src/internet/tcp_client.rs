@@ -348,7 +348,8 @@ impl TcpClient {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
             let woke = axon::timeout(remaining, self.core.pause_for_delivery()).await;
             if self.control_while_connecting(finish_after).is_err() {
-                let _ = selector.deregister(&mut stream, token);
+                // Dropping the stream closes its only descriptor: out of the `epoll` set.
+                selector.forget(token);
                 return Err(());
             }
             let ready = self.connect_ready.drain().count() > 0;
@@ -389,7 +390,7 @@ impl TcpClient {
                 Ok(Ok((stream, token, peer)))
             }
             Err(e) => {
-                let _ = selector.deregister(&mut stream, token);
+                selector.forget(token);
                 Ok(Err(e))
             }
         }
