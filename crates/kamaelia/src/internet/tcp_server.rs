@@ -335,19 +335,15 @@ impl TcpServer {
                 open.shrink_to_fit();
             }
         }
+        let token = h.token;
         if self.listener.is_none() {
-            // Shutting down: a connection with nothing in flight closes now.
+            // Shutting down: a connection with nothing in flight closes now (its only
+            // descriptor, so it leaves the `epoll` set as `h` is dropped).
+            selector.forget(token);
             self.report_closed(connection, CloseReason::Shutdown);
             return;
         }
-        let mut h = h;
-        let token = match selector.register(&mut h.stream) {
-            Ok(token) => token,
-            Err(e) => {
-                self.report_closed(connection, CloseReason::io(e));
-                return;
-            }
-        };
+        // The socket is still registered under the adapter's token, which is the server's now.
         // Through the selector's queue, so it follows the old adapter's removal requests.
         let _ = self.selector_signal.send(SelectorRequest::NewReader {
             caller: self.core.id(),
@@ -400,9 +396,9 @@ impl TcpServer {
             caller: self.core.id(),
             selectable: token,
         });
-        // The server's descriptor is the socket's only one by now (the adapter's was closed when
-        // it hibernated): closing it takes the socket out of the `epoll` set, no `EPOLL_CTL_DEL`
-        // needed (as for an adapter's socket, `Socket::drop_leaves_epoll`).
+        // The socket has one descriptor, the one the adapter handed over: closing it takes the
+        // socket out of the `epoll` set, no `EPOLL_CTL_DEL` needed (as for an adapter's socket,
+        // `Socket::drop_leaves_epoll`).
         selector.forget(token);
         let _ = h.stream.shutdown(std::net::Shutdown::Both);
         self.report_closed(h.counters.connection(), reason);

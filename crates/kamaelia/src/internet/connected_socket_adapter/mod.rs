@@ -470,13 +470,6 @@ pub trait Socket: Read + Write + mio::event::Source + 'static {
         false
     }
 
-    /// A second handle to the same TCP socket (`dup(2)`), for a connection that hibernates: its
-    /// adapter ends and the socket lives on. `None` where the socket is not a TCP stream (the
-    /// adapter then never hibernates).
-    fn try_clone_tcp(&self) -> Option<io::Result<TcpStream>> {
-        None
-    }
-
     /// Whether dropping the socket closes the one descriptor it registered with the selector,
     /// which takes it out of the `epoll` set by itself. The adapter then ends without an
     /// `epoll_ctl(EPOLL_CTL_DEL)`, one system call per connection. False (deregister first)
@@ -521,25 +514,17 @@ impl Socket for TcpStream {
         cfg!(target_os = "linux")
     }
 
-    fn try_clone_tcp(&self) -> Option<io::Result<TcpStream>> {
-        use std::os::fd::AsFd;
-        let fd = match self.as_fd().try_clone_to_owned() {
-            Ok(fd) => fd,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(Ok(TcpStream::from_std(std::net::TcpStream::from(fd))))
-    }
-
     fn drop_leaves_epoll(&self) -> bool {
-        // Unless `try_clone_tcp` made a second descriptor: `Conn` deregisters then.
         true
     }
 }
 
-/// A connection whose adapter hibernated: its socket (a second handle; the adapter's own is closed
-/// as the adapter ends) and its counts, on their way to the [`TcpServer`](super::TcpServer).
+/// A connection whose adapter hibernated: its socket, still registered with the selector under
+/// `token` (no system call to hand it over), and its counts, on their way to the
+/// [`TcpServer`](super::TcpServer), which owns the registration from then on.
 pub(crate) struct Hibernating {
     pub(crate) stream: TcpStream,
+    pub(crate) token: Token,
     pub(crate) counters: ConnectionCounters,
     /// The last time a byte moved either way, for the idle timeout.
     pub(crate) idle_since: Instant,
@@ -547,23 +532,59 @@ pub(crate) struct Hibernating {
 
 /// The socket, its registration, and cleanup that happens however the adapter ends.
 struct Conn<S: Socket> {
-    stream: S,
+    /// `None` only once the socket went to the server with its registration (hibernation), as
+    /// the adapter ends.
+    stream: Option<S>,
     token: Token,
     selector: SelectorHandle,
-    /// A second handle to the socket went to the server (hibernation): closing this one leaves
-    /// the socket open, and in the `epoll` set unless deregistered.
-    duplicated: Cell<bool>,
+}
+
+impl<S: Socket> Conn<S> {
+    /// The socket. Taken only as the adapter hibernates, which is its end: nothing uses it after.
+    #[inline]
+    fn stream(&self) -> &S {
+        match &self.stream {
+            Some(s) => s,
+            None => unreachable!("the socket is used after it went to the server"),
+        }
+    }
+
+    /// The socket, to read and write.
+    #[inline]
+    fn stream_mut(&mut self) -> &mut S {
+        match &mut self.stream {
+            Some(s) => s,
+            None => unreachable!("the socket is used after it went to the server"),
+        }
+    }
 }
 
 impl<S: Socket> Drop for Conn<S> {
     fn drop(&mut self) {
-        if self.stream.drop_leaves_epoll() && !self.duplicated.get() {
+        let Some(stream) = &mut self.stream else {
+            return; // hibernated: the server has the socket and its registration
+        };
+        if stream.drop_leaves_epoll() {
             // Closing the only descriptor, as dropping `stream` does next, leaves the epoll set.
             self.selector.forget(self.token);
         } else {
             // Deregistering a socket that is about to close can only fail harmlessly.
-            let _ = self.selector.deregister(&mut self.stream, self.token);
+            let _ = self.selector.deregister(stream, self.token);
         }
+    }
+}
+
+/// Moves the socket out of `slot` if it is a TCP stream (the only kind that hibernates).
+fn take_tcp<S: 'static>(slot: &mut Option<S>) -> Option<TcpStream> {
+    (slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<TcpStream>>()?
+        .take()
+}
+
+/// Puts a TCP stream that [`take_tcp`] took back into `slot`.
+fn put_tcp<S: 'static>(slot: &mut Option<S>, stream: TcpStream) {
+    if let Some(slot) = (slot as &mut dyn std::any::Any).downcast_mut::<Option<TcpStream>>() {
+        *slot = Some(stream);
     }
 }
 
@@ -898,10 +919,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             selector_signal: core.outbox("_selectorSignal", "registrations to the selector"),
             core,
             conn: Conn {
-                stream,
+                stream: Some(stream),
                 token,
                 selector: selector.clone(),
-                duplicated: Cell::new(false),
             },
             config,
             #[cfg(feature = "tls")]
@@ -1040,7 +1060,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
 
     /// Closes the write side (FIN) once our producer has finished and everything is sent.
     fn send_fin(&self, flags: &mut Flags) -> io::Result<()> {
-        match self.conn.stream.shutdown(Shutdown::Write) {
+        match self.conn.stream().shutdown(Shutdown::Write) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
             Err(e) => return Err(e),
@@ -1080,7 +1100,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 return Ok(false);
             }
             let attempt = match flags.pending.as_ref() {
-                Some(buf) => self.conn.stream.write(buf),
+                Some(buf) => self.conn.stream_mut().write(buf),
                 None => return Ok(true),
             };
             let Some(n) = self.wrote(attempt, flags)? else {
@@ -1143,7 +1163,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     fn fill(&mut self, flags: &mut Flags) -> io::Result<bool> {
         flags.handed_off = false;
         for _ in 0..self.config.reads_per_wake {
-            match read_chunk(&mut self.conn.stream, self.config.read_size) {
+            match read_chunk(self.conn.stream_mut(), self.config.read_size) {
                 Ok(Chunk::Data {
                     bytes: chunk,
                     short,
@@ -1153,7 +1173,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                         return Ok(false);
                     }
                     if short
-                        && self.conn.stream.short_read_drains()
+                        && self.conn.stream().short_read_drains()
                         && !self.conn.selector.read_closed(self.conn.token)
                     {
                         // Drained: skip the read that would only say WouldBlock (see
@@ -1235,7 +1255,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     fn check_connect(&self, flags: &mut Flags, now: Instant) -> Result<(), CloseReason> {
         if flags.can_read || flags.can_write {
             // A notice came: a failure shows as the socket's pending error.
-            if let Ok(Some(e)) | Err(e) = self.conn.stream.take_error() {
+            if let Ok(Some(e)) | Err(e) = self.conn.stream().take_error() {
                 return Err(CloseReason::io(e));
             }
         }
@@ -1418,7 +1438,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             while let Some(c) = self.control.recv_now() {
                 if let Ipc::Abort(_) = c {
                     // Linger 0: closing sends RST and drops whatever the kernel still holds.
-                    self.conn.stream.set_reset_on_close();
+                    self.conn.stream().set_reset_on_close();
                     return Next::End(CloseReason::Aborted);
                 }
                 if c.is_shutdown_microprocess() {
@@ -1555,30 +1575,33 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             && self.outbox.all_collected()
     }
 
-    /// Hands the socket (a second handle to it) and the counts to the server; the adapter then
-    /// ends without closing the connection and without reporting a close.
+    /// Hands the socket, with its registration, and the counts to the server; the adapter then
+    /// ends without closing the connection and without reporting a close. No system call: the
+    /// socket stays in the `epoll` set under the same token, and the server asks for its
+    /// readiness there (readiness that comes meanwhile is kept by the selector).
     ///
     /// # Errors
     ///
-    /// The OS error if the socket cannot be duplicated (e.g. "too many open files"); the adapter
-    /// then stays.
-    fn hibernate(&self, idle_since: Instant) -> io::Result<()> {
+    /// `Unsupported` if the socket is not a TCP stream, and an error if the server cannot take
+    /// the connection; the adapter then stays, with its socket.
+    fn hibernate(&mut self, idle_since: Instant) -> io::Result<()> {
         let Some(to) = &self.hibernate_to else {
             return Err(io::ErrorKind::Unsupported.into());
         };
-        let stream = self
-            .conn
-            .stream
-            .try_clone_tcp()
-            .unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()))?;
-        to.deliver(Hibernating {
+        let Some(stream) = take_tcp(&mut self.conn.stream) else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        let sleeper = Hibernating {
             stream,
+            token: self.conn.token,
             counters: ConnectionCounters::clone(&self.counters),
             idle_since,
-        })
-        .map_err(|_| io::Error::other("the server cannot take the connection"))?;
-        self.conn.duplicated.set(true);
-        // As in `stop`: these go ahead of whatever is registered under this token next.
+        };
+        if let Err(refused) = to.deliver(sleeper) {
+            put_tcp(&mut self.conn.stream, refused.message.stream);
+            return Err(io::Error::other("the server cannot take the connection"));
+        }
+        // As in `stop`: these go ahead of the server's request under this token.
         self.remove_registrations();
         Ok(())
     }
@@ -1618,7 +1641,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         // An abort must reach the peer as a reset only: a shutdown here would send a FIN first,
         // and a peer with nothing left to read would see an orderly EOF.
         if reason != CloseReason::Aborted && !both_closed {
-            let _ = self.conn.stream.shutdown(Shutdown::Both);
+            let _ = self.conn.stream().shutdown(Shutdown::Both);
         }
         let id = self.core.id();
         let _ = self
@@ -1748,7 +1771,7 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                     Next::Hibernate => {
                         let since = clocks.as_ref().map_or(axon::now(), |c| c.activity);
                         match csa.hibernate(since) {
-                            // Dropping the adapter closes its own handle; the server's lives on.
+                            // The server has the socket now; dropping the adapter leaves it be.
                             Ok(()) => return,
                             Err(e) => {
                                 tracing::debug!(connection = %csa.counters.connection, error = %e, "cannot hibernate; staying awake");

@@ -165,7 +165,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     self.arm_writer(flags);
                     return Ok(());
                 }
-                let attempt = tls.write_tls(&mut self.conn.stream);
+                let attempt = tls.write_tls(self.conn.stream_mut());
                 if self.wrote(attempt, flags)?.is_none() {
                     return Ok(());
                 }
@@ -233,7 +233,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             if buf.len() < want {
                 buf.resize(want, 0);
             }
-            let r = match self.conn.stream.read(&mut buf[..want]) {
+            let r = match self.conn.stream_mut().read(&mut buf[..want]) {
                 Ok(0) => {
                     flags.tcp_eof = true;
                     // Tells rustls the stream has ended (it reads the EOF from an empty reader).
@@ -246,7 +246,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     self.counters.add_in(n);
                     // Less than asked for: the socket is empty (see `Socket::short_read_drains`).
                     drained = n < want
-                        && self.conn.stream.short_read_drains()
+                        && self.conn.stream().short_read_drains()
                         && !self.conn.selector.read_closed(self.conn.token);
                     let mut input = &buf[..n];
                     let r = self.pump_tls(tls, flags, &mut input);
@@ -322,7 +322,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             }
             if let Err(e) = tls.process_new_packets() {
                 // Send the alert rustls queued, if the socket takes it; the error ends us anyway.
-                let _ = tls.write_tls(&mut self.conn.stream);
+                let _ = tls.write_tls(self.conn.stream_mut());
                 let what = if tls.is_handshaking() {
                     "TLS handshake failed"
                 } else {
