@@ -171,20 +171,12 @@ impl LookupCache {
                     preferred,
                 } if at.elapsed() < ttl => return Ok(in_order(addrs, *preferred)),
                 State::Running(pending, _) if !pending.stale(ttl) => pending.clone(),
-                State::Running(_, preferred) => {
-                    let (pending, preferred) = (start(host, port, resolver)?, *preferred);
-                    *state = State::Running(pending.clone(), preferred);
-                    pending
-                }
-                State::Empty => {
-                    let pending = start(host, port, resolver)?;
-                    *state = State::Running(pending.clone(), None);
-                    pending
-                }
-                State::Known { preferred, .. } => {
-                    let (pending, preferred) = (start(host, port, resolver)?, *preferred);
-                    *state = State::Running(pending.clone(), preferred);
-                    pending
+                // Nothing known, an answer too old, or one nobody took up in time: look up again,
+                // keeping the address that last connected.
+                State::Empty => start_lookup(&mut state, None, host, port, resolver)?,
+                State::Known { preferred, .. } | State::Running(_, preferred) => {
+                    let preferred = *preferred;
+                    start_lookup(&mut state, preferred, host, port, resolver)?
                 }
             }
         };
@@ -250,6 +242,19 @@ fn in_order(addrs: &[SocketAddr], preferred: Option<SocketAddr>) -> Vec<SocketAd
     out.extend(preferred.filter(|p| addrs.contains(p)));
     out.extend(addrs.iter().filter(|a| Some(**a) != preferred));
     out
+}
+
+/// Starts a lookup and makes it `state`'s, with `preferred` kept for its answer.
+fn start_lookup(
+    state: &mut State,
+    preferred: Option<SocketAddr>,
+    host: &str,
+    port: u16,
+    resolver: &NameResolver,
+) -> io::Result<Arc<Pending>> {
+    let pending = start(host, port, resolver)?;
+    *state = State::Running(pending.clone(), preferred);
+    Ok(pending)
 }
 
 /// Starts a lookup of `host:port` on a helper thread.
