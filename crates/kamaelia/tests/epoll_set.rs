@@ -81,9 +81,9 @@ fn closed_sockets_leave_the_epoll_set_and_a_hibernating_one_is_there_once() {
         "127.0.0.1:0".parse().unwrap(),
         |_: &ConnectionInfo| Box::new(Echo::new()),
         ServerConfig::default()
+            .hibernate_after(Some(Duration::from_millis(30)))
             // Long enough that the connections below never reach it while they are used.
-            .tcp(TcpServerConfig::default().csa(CsaConfig::default().idle_timeout(Some(IDLE))))
-            .hibernate_after(Some(Duration::from_millis(30))),
+            .tcp(TcpServerConfig::default().csa(CsaConfig::default().idle_timeout(Some(IDLE)))),
     )
     .expect("bind");
     let addr = server.local_addr();

@@ -61,8 +61,12 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the listener and connection settings.
-    pub fn tcp(mut self, tcp: TcpServerConfig) -> Self {
+    /// Sets the listener and connection settings. Hibernation set with
+    /// [`ServerConfig::hibernate_after`] stays, unless `tcp`'s adapter settings set their own.
+    pub fn tcp(mut self, mut tcp: TcpServerConfig) -> Self {
+        if tcp.csa.hibernate_after.is_none() {
+            tcp.csa.hibernate_after = self.tcp.csa.hibernate_after;
+        }
         self.tcp = tcp;
         self
     }
@@ -75,7 +79,7 @@ impl ServerConfig {
     /// (from the factory, with the same connection id) take over, so the peer sees no difference.
     /// Never for handlers that remember anything between messages (a chat nickname, a parser
     /// part-way through a request): that state would be lost. Connections under TLS never
-    /// hibernate. Call after [`ServerConfig::tcp`], which replaces the adapter settings.
+    /// hibernate. Kept when [`ServerConfig::tcp`] replaces the other adapter settings later.
     pub fn hibernate_after(mut self, after: Option<Duration>) -> Self {
         self.tcp.csa = self.tcp.csa.hibernate_after(after);
         self
@@ -601,6 +605,24 @@ pub fn simple_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hibernation_survives_new_tcp_settings_unless_they_set_their_own() {
+        let nap = Some(Duration::from_millis(50));
+        let idle = crate::internet::CsaConfig::default().idle_timeout(Some(Duration::from_secs(9)));
+        let config = ServerConfig::default()
+            .hibernate_after(nap)
+            .tcp(TcpServerConfig::default().csa(idle.clone()));
+        assert_eq!(config.tcp.csa.hibernate_after, nap);
+        assert_eq!(config.tcp.csa.idle_timeout, Some(Duration::from_secs(9)));
+        let own = Some(Duration::from_secs(2));
+        let config = ServerConfig::default()
+            .hibernate_after(nap)
+            .tcp(TcpServerConfig::default().csa(idle.hibernate_after(own)));
+        assert_eq!(config.tcp.csa.hibernate_after, own, "the new settings' own");
+        let config = config.hibernate_after(None);
+        assert_eq!(config.tcp.csa.hibernate_after, None, "turned off after");
+    }
 
     #[test]
     fn close_reason_keys_are_the_reasons_as_printed_with_io_errors_by_kind() {
