@@ -183,15 +183,23 @@ impl SelectorHandle {
     }
 
     /// Applies `msg` at once, as the running selector would when it read it from `notify`, or
-    /// gives it back to be sent there: when the selector is not running (it would not read it), or
-    /// `notify` holds earlier requests (this one must not overtake them).
+    /// gives it back to be sent there when the selector is not running (nobody would read it).
+    ///
+    /// Requests already waiting in `notify` are applied first, in order, as the selector would
+    /// read them: a new request never overtakes them, and never waits behind them either. A
+    /// removal that waited would leave a window in which a readiness notice still went to the
+    /// inbox it withdrew (a hibernating adapter's `ReadReady`, say); with edge-triggered polling
+    /// no second notice comes for the socket's next owner.
     ///
     /// A socket adapter asks for a readiness notice after nearly every message it reads; sent,
     /// each request is a delivery, a wake of the selector and a poll of it.
     pub(crate) fn apply_now(&self, msg: SelectorMsg) -> Result<(), SelectorMsg> {
         let mut st = self.state.borrow_mut();
-        if !st.live || !self.notify.is_empty() {
+        if !st.live {
             return Err(msg);
+        }
+        while let Some(queued) = self.notify.recv_now() {
+            st.apply(queued);
         }
         st.apply(msg);
         Ok(())
@@ -454,18 +462,30 @@ mod tests {
         assert!(h.apply_now(new_reader(token, &reply)).is_ok());
         assert!(reader(&selector.state.borrow()), "in place at once");
 
-        // Queued requests come first: a new one must go behind them, not overtake them.
+        // Queued requests come first, then the new one: it neither overtakes them nor waits.
+        let other = Core::new("Other");
+        let other_reply = other.inbox("ReadReady", "notices");
         h.notify()
             .deliver(SelectorRequest::RemoveReader {
                 caller: axon::ComponentId(0),
                 selectable: token,
             })
             .unwrap();
-        assert!(h.apply_now(new_reader(token, &reply)).is_err());
-        assert_eq!(h.notify().len(), 1, "nothing was applied or queued");
+        assert!(h.apply_now(new_reader(token, &other_reply)).is_ok());
+        assert!(h.notify().is_empty(), "the queued removal was applied");
+        {
+            let mut st = selector.state.borrow_mut();
+            let taken = st.entries[token.0].reader.take();
+            assert!(
+                taken.is_some(),
+                "the new request is in place after the removal"
+            );
+            let _ = taken.unwrap().deliver(Readiness { token });
+        }
+        assert_eq!(other_reply.recv_now(), Some(Readiness { token }));
+        assert_eq!(reply.recv_now(), None, "the withdrawn inbox got nothing");
 
         // Readiness remembered before the request is delivered by it, as when read from `notify`.
-        h.notify().recv_now();
         {
             let mut st = selector.state.borrow_mut();
             st.entries[token.0].reader = None;

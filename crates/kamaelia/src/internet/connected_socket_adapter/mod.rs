@@ -1000,9 +1000,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         &self.signal
     }
 
-    /// Hands a request to the selector: applied at once when it is running with nothing queued
-    /// (as it would apply it on reading it, minus the message and its poll), else sent on
-    /// `_selectorSignal` behind the requests already there.
+    /// Hands a request to the selector: applied at once, after any requests waiting in its
+    /// `notify`, when it is running (as it would apply them on reading them, minus the message and
+    /// its poll); else sent on `_selectorSignal`.
     fn to_selector(&self, msg: SelectorMsg) {
         if let Err(msg) = self.conn.selector.apply_now(msg) {
             let _ = self.selector_signal.send(msg);
