@@ -725,6 +725,8 @@ impl Scheduler {
     /// left, they are stopped and `run` returns.
     pub fn run(&self) {
         let _enter = Enter::new(&self.inner);
+        // Each cycle reads the clock after its wait; the first one needs it read here.
+        self.inner.set_now(Instant::now());
         while self.cycle(true) {}
         let daemons: Vec<_> = self.inner.tasks.borrow().values().cloned().collect();
         for cell in daemons {
@@ -737,8 +739,10 @@ impl Scheduler {
     pub fn try_tick(&self) -> bool {
         let _enter = Enter::new(&self.inner);
         // Wakes that arrived between ticks (other threads, expired timers) count as runnable now.
+        let now = Instant::now();
+        self.inner.set_now(now);
         self.take_remote_wakes();
-        self.fire_timers();
+        self.fire_timers(now);
         let before = self.inner.runq.len();
         self.cycle(false);
         before > 0
@@ -755,8 +759,12 @@ impl Scheduler {
     }
 
     /// One cycle. Returns false once no component is left.
+    ///
+    /// The clock is read at most twice: for the wait's timeout when the cycle may block with a
+    /// timer armed, and after the wait, where the timers that came due fire. That reading is the
+    /// clock the next cycle's components see ([`crate::now`]). A timer that comes due while
+    /// components run makes the wait's timeout zero, so it fires no later than before.
     fn cycle(&self, may_block: bool) -> bool {
-        self.inner.set_now(Instant::now());
         let inner = &self.inner;
         self.take_remote_wakes();
         // `try_tick` polls what was runnable at the start of the cycle, once each. `run` keeps
@@ -773,7 +781,6 @@ impl Scheduler {
             };
             inner.poll_component(cell, handed);
         }
-        self.fire_timers();
         // Only daemons left: `run` is done. `try_tick` still collects OS events below, so a graph
         // of daemons (a selector alone) can be stepped by hand.
         if may_block && inner.tasks.borrow().len() <= inner.runq.daemons.get() {
@@ -786,9 +793,10 @@ impl Scheduler {
             Some(Duration::ZERO)
         };
         self.park(timeout);
-        self.inner.set_now(Instant::now());
+        let now = Instant::now();
+        inner.set_now(now);
         self.take_remote_wakes();
-        self.fire_timers();
+        self.fire_timers(now);
         let slowmo = inner.slowmo.get();
         if !slowmo.is_zero() {
             thread::sleep(slowmo);
@@ -807,13 +815,10 @@ impl Scheduler {
         self.inner.timers.borrow_mut().next_deadline()
     }
 
-    fn fire_timers(&self) {
+    /// Wakes the components whose timers are due at `now`. "Anything due?" is a look at the
+    /// heap's top.
+    fn fire_timers(&self, now: Instant) {
         let mut timers = self.inner.timers.borrow_mut();
-        if timers.len() == 0 {
-            return;
-        }
-        let now = Instant::now();
-        self.inner.set_now(now);
         while let Some(cell) = timers.pop_due(now) {
             if let Some(cell) = cell.upgrade() {
                 cell.wake();
@@ -823,7 +828,10 @@ impl Scheduler {
 
     fn take_remote_wakes(&self) {
         let remote = &self.inner.remote;
-        if !remote.flag.swap(false, AtomicOrdering::Acquire) {
+        // A plain load first: the swap is a locked instruction, and this runs twice a cycle.
+        if !remote.flag.load(AtomicOrdering::Relaxed)
+            || !remote.flag.swap(false, AtomicOrdering::Acquire)
+        {
             return;
         }
         let ids = std::mem::take(
