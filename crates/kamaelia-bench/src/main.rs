@@ -84,7 +84,8 @@ enum Command {
         /// Limit for the whole run.
         #[arg(long, default_value_t = 60.0, value_name = "SECS")]
         timeout: f64,
-        /// The server's process id: report its CPU time per connection (from /proc/PID/stat).
+        /// The server's process id: report its CPU time per connection (nanoseconds, from
+        /// /proc/PID/task/*/schedstat).
         #[arg(long)]
         server_pid: Option<u32>,
     },
@@ -150,7 +151,8 @@ struct Load {
     /// Speak TLS, trusting the CA certificate(s) in this PEM file.
     #[arg(long, value_name = "CA_PEM")]
     tls: Option<PathBuf>,
-    /// The server's process id: report its CPU time per message (from /proc/PID/stat).
+    /// The server's process id: report its CPU time per message (nanoseconds, from
+    /// /proc/PID/task/*/schedstat).
     #[arg(long)]
     server_pid: Option<u32>,
     /// Generator threads (event loops); 1 leaves the other core to the server on a 2-core machine.
