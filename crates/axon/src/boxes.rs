@@ -750,6 +750,13 @@ impl<T: 'static> Inbox<T> {
         self.node.push(msg)
     }
 
+    /// Makes room for `additional` more messages in the box's own storage now, so that many
+    /// deliveries in a row do not grow it one step at a time (a box holds room for one message
+    /// after its first delivery). The size limit is unchanged.
+    pub fn reserve(&self, additional: usize) {
+        self.node.queue.borrow_mut().reserve_exact(additional);
+    }
+
     /// Sets the size limit (Axon's `setInboxSize`); `None` means unlimited. Messages already held
     /// beyond a new, smaller limit stay; new ones are refused until the box drains below it.
     pub fn set_size(&self, size: Option<usize>) {
@@ -1003,6 +1010,25 @@ mod tests {
             128,
             "a node does not grow with its message type"
         );
+    }
+
+    #[test]
+    fn reserve_makes_room_once_and_keeps_the_limit() {
+        let core = crate::Core::new("Owner");
+        let inbox: Inbox<u32> = core.inbox("control", "test");
+        inbox.set_size(Some(2));
+        inbox.reserve(2);
+        let room = inbox.node.queue.borrow().capacity();
+        assert!(room >= 2, "room for {room}");
+        inbox.deliver(1).unwrap();
+        inbox.deliver(2).unwrap();
+        assert_eq!(
+            inbox.node.queue.borrow().capacity(),
+            room,
+            "no growth for two"
+        );
+        assert!(inbox.deliver(3).is_err(), "the size limit is unchanged");
+        assert_eq!(inbox.drain().collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

@@ -977,6 +977,13 @@ pub trait AnyComponent {
 
     /// Turns the component into its `main` future.
     fn into_main(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()>>>;
+
+    /// The component as [`Any`](std::any::Any), so a chassis that knows a component type can
+    /// reach its typed boxes instead of looking them up by name. Every [`Component`] gives
+    /// itself; a hand-written implementation gives `None` unless it says otherwise.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 impl<C: Component> AnyComponent for C {
@@ -986,6 +993,10 @@ impl<C: Component> AnyComponent for C {
 
     fn into_main(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()>>> {
         Box::pin((*self).main())
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 

@@ -10,6 +10,7 @@
 //! | `shutdownMicroprocess` while connecting abandons the attempt | [`shutdown_microprocess_while_connecting_abandons_it`] |
 //! | relay: bytes both ways, each half-close passed on, nothing left behind | [`a_relayed_connection_carries_both_ways_and_passes_each_half_close_on`], [`a_relay_to_a_name_does_the_same_through_a_tcp_client`] |
 //! | relay: a name with one address, once looked up, is connected to by a bare adapter | [`a_relay_to_a_name_with_one_address_connects_directly_once_it_is_known`] |
+//! | relay: the target's answer and FIN reach a client that still sends, and the rest reaches the target | [`the_target_finishing_first_reaches_the_client_while_it_still_sends`] |
 //! | relay: a target that refuses closes the accepted connection | [`a_relay_whose_target_refuses_closes_the_accepted_connection`] |
 //! | relay: a client's reset closes the target's side | [`a_client_reset_closes_the_target_side`] |
 //!
@@ -313,6 +314,50 @@ fn a_relay_to_a_name_with_one_address_connects_directly_once_it_is_known() {
             });
         }
     }
+}
+
+/// The target answers and half-closes first; the client reads that answer and EOF while it still
+/// sends, and what it sends after reaches the target; then the client half-closes too. The target
+/// side's `signal` must reach the accepted side's `control` (its `producerFinished` becomes the
+/// client's FIN), and the accepted side's `signal` the target side's.
+fn target_finishes_first(host: &str) {
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (sched, addr, idle) = relay_to(host, target.local_addr().unwrap().port());
+    let mut client = connect(addr);
+    let mut server = accept_stepping(&sched, &target);
+    client.write_all(b"request").unwrap();
+    let mut got = Vec::new();
+    run_until(&sched, "the request at the target", || {
+        read_available(&mut server, &mut got);
+        got.len() >= 7
+    });
+    assert_eq!(got, b"request");
+
+    server.write_all(b"answer").unwrap();
+    half_close(&server);
+    let answer = read_to_eof(&sched, &mut client, "the answer and the FIN at the client");
+    assert_eq!(answer, b"answer");
+
+    let more = pattern(100_000, 47);
+    client.write_all(&more).unwrap();
+    half_close(&client);
+    let rest = read_to_eof(&sched, &mut server, "the rest and the FIN at the target");
+    assert!(
+        rest == more,
+        "the target got {} of {} bytes",
+        rest.len(),
+        more.len()
+    );
+    drop((client, server));
+    run_until(&sched, "the connection's components to end", || {
+        sched.len() == idle
+    });
+}
+
+#[test]
+fn the_target_finishing_first_reaches_the_client_while_it_still_sends() {
+    target_finishes_first("127.0.0.1");
+    target_finishes_first("localhost");
 }
 
 #[test]

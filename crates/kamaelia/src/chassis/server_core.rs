@@ -296,7 +296,26 @@ impl ServerCore {
                 .makessl()
                 .deliver(crate::internet::MakeSsl::new(role.clone()));
         }
+        let as_adapter = handler
+            .as_any()
+            .and_then(|any| any.downcast_ref::<crate::internet::ConnectedSocketAdapter>());
         let wired = (|| -> Result<(Inbox<Ipc>, Option<Linkage>), Error> {
+            if let Some(target) = as_adapter {
+                // A handler that is itself an adapter (a relay's target side): its boxes are at
+                // hand too. It has no `makessl` outbox, `sslready` inbox or `serversignal`.
+                let core = &h;
+                core.reserve_links(4);
+                core.link(csa.outbox(), target.inbox())?;
+                core.link(target.outbox(), csa.inbox())?;
+                core.link(target.signal(), csa.control())?;
+                core.link(csa.signal(), target.control())?;
+                target
+                    .inbox()
+                    .set_size(Some(self.config.handler_inbox_size));
+                // It ends with `producerFinished` then `shutdownCSA`, in one pass: room for both.
+                csa_control.reserve(2);
+                return Ok((target.control().clone(), None));
+            }
             // The handler's four boxes, looked up once by name (its type is the factory's); the
             // adapter's are at hand.
             let (inbox, control) = (h.inbox_named::<Bytes>("inbox")?, h.inbox_named("control")?);

@@ -217,6 +217,12 @@ impl SelectorHandle {
             .is_none_or(|e| e.read_closed)
     }
 
+    /// Whether the selector is running (activated, polled, not ended): a handle kept across
+    /// connections stays good while it is.
+    pub(crate) fn is_live(&self) -> bool {
+        self.state.borrow().live
+    }
+
     /// How many sockets are registered.
     pub fn registrations(&self) -> usize {
         self.state.borrow().entries.len()

@@ -1,5 +1,7 @@
 //! A TCP relay: each accepted connection is wired to a connection of its own to the target.
 
+use std::io;
+
 use axon::ipc::ConnectionInfo;
 use axon::AnyComponent;
 
@@ -27,11 +29,12 @@ pub fn factory(
 ) -> impl FnMut(&ConnectionInfo) -> Box<dyn AnyComponent> {
     let target = ClientTemplate::new(host, port, config);
     let direct = target.direct();
+    let mut selector = None;
     move |_| {
         let to = direct.as_ref().zip(target.direct_addr());
         if let Some((csa, addr)) = to {
-            let started = SelectorHandle::current()
-                .and_then(|selector| ConnectedSocketAdapter::connect(addr, &selector, csa.clone()));
+            let started = live_selector(&mut selector)
+                .and_then(|selector| ConnectedSocketAdapter::connect(addr, selector, csa.clone()));
             match started {
                 Ok(adapter) => return Box::new(adapter),
                 // The client tries again, and reports a failure the way a failed connect ends.
@@ -42,4 +45,14 @@ pub fn factory(
         }
         Box::new(target.client())
     }
+}
+
+/// The selector of the scheduler this factory runs on: the one found for an earlier connection
+/// while it still runs, else looked up (two lookups by name in the scheduler's services, per
+/// connection, otherwise).
+fn live_selector(kept: &mut Option<SelectorHandle>) -> io::Result<&SelectorHandle> {
+    if !kept.as_ref().is_some_and(SelectorHandle::is_live) {
+        *kept = Some(SelectorHandle::current()?);
+    }
+    kept.as_ref().ok_or_else(|| io::Error::other("no selector"))
 }
