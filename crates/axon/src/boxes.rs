@@ -659,6 +659,105 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Deliveries(pub(crate) u64);
 
+impl Deliveries {
+    /// Whether anything was delivered to a box made after the component's first `n` boxes: to
+    /// one of its [declared boxes](BoxDecl) made since, by its owner or by a lookup elsewhere.
+    ///
+    /// ```
+    /// use axon::{BoxDecl, Core, Inbox};
+    ///
+    /// static LATER: &[BoxDecl] = &[BoxDecl::inbox::<u8>("later", "made on first use")];
+    /// let core = Core::new("Reader");
+    /// let first: Inbox<u8> = core.inbox("first", "made at once");
+    /// core.declare_boxes(&LATER);
+    /// first.deliver(1).unwrap();
+    /// assert!(!core.deliveries().any_after(1));
+    /// core.find_inbox::<u8>("later").unwrap().deliver(2).unwrap();
+    /// assert!(core.take_deliveries().any_after(1));
+    /// ```
+    #[inline]
+    pub fn any_after(self, n: usize) -> bool {
+        n < 64 && self.0 >> n != 0
+    }
+}
+
+/// A box declared with its component but made only when first used: by its owner
+/// ([`Core::declared_inbox`], [`Core::declared_outbox`]), or by anyone looking it up by name
+/// (linking by name, [`Core::inbox_named`], [`Core::find_inbox`], ...). Until then it costs nothing
+/// but an entry in a static list, and it is listed by [`Core::inboxes`], [`Core::outboxes`] and
+/// [`Core::box_names`] after the boxes made so far. A lookup that could not use it (the wrong
+/// direction or type) does not make it.
+///
+/// For boxes most instances never use: a socket adapter's `makessl` and `sslready` (TLS only),
+/// `SendReady` (only when a write blocks). Declare them as a `static` list with
+/// [`Core::declare_boxes`].
+///
+/// ```
+/// use axon::{BoxDecl, Core, Inbox};
+///
+/// static LATER: &[BoxDecl] = &[BoxDecl::inbox::<String>("makessl", "upgrade requests")];
+/// let core = Core::new("Adapter");
+/// core.declare_boxes(&LATER);
+/// assert_eq!(core.box_names(), ["makessl"]);
+/// let by_name: Inbox<String> = core.inbox_named("makessl").unwrap(); // made now
+/// by_name.deliver("tls".into()).unwrap();
+/// let own: Inbox<String> = core.declared_inbox(0); // the same box
+/// assert_eq!(own.recv_now().as_deref(), Some("tls"));
+/// ```
+pub struct BoxDecl {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) dir: Direction,
+    pub(crate) type_id: fn() -> std::any::TypeId,
+    pub(crate) type_name: fn() -> &'static str,
+    pub(crate) make: fn(&Rc<ComponentCell>, BoxSpec) -> Rc<dyn ErasedBox>,
+}
+
+impl BoxDecl {
+    /// An inbox carrying `T`.
+    pub const fn inbox<T: 'static>(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            description,
+            dir: Direction::In,
+            type_id: std::any::TypeId::of::<T>,
+            type_name: std::any::type_name::<T>,
+            make: |owner, spec| Inbox::<T>::new_node(owner, spec).node,
+        }
+    }
+
+    /// An outbox carrying `T`.
+    pub const fn outbox<T: 'static>(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            description,
+            dir: Direction::Out,
+            type_id: std::any::TypeId::of::<T>,
+            type_name: std::any::type_name::<T>,
+            make: |owner, spec| Outbox::<T>::new_node(owner, spec).node,
+        }
+    }
+
+    /// The box's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether a box of this declaration would serve a lookup for `dir` carrying `ty`.
+    pub(crate) fn fits(&self, dir: Direction, ty: Option<std::any::TypeId>) -> bool {
+        self.dir == dir && ty.is_none_or(|ty| (self.type_id)() == ty)
+    }
+}
+
+impl fmt::Debug for BoxDecl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoxDecl")
+            .field("name", &self.name)
+            .field("direction", &self.dir)
+            .finish()
+    }
+}
+
 /// An inbox: a named queue of `T` owned by one component (Axon's `inbox` postbox).
 ///
 /// Delivering a message wakes the owner. Collecting one wakes the producers feeding it that wait

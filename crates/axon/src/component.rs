@@ -7,7 +7,7 @@
 //! message is delivered to one of its inboxes, a consumer collects a message one of its outboxes
 //! sent (while it waits for room or is in [`Core::pause`]), a timer it set fires, or a child ends.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::future::Future;
@@ -16,7 +16,7 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use crate::boxes::{BoxSpec, Direction, ErasedBox, Inbox, Outbox};
+use crate::boxes::{BoxDecl, BoxSpec, Direction, ErasedBox, Inbox, Outbox};
 use crate::children::Children;
 use crate::error::Error;
 use crate::linkage::{Linkable, Linkage};
@@ -81,6 +81,11 @@ pub(crate) struct ComponentCell {
     pub(crate) extra: RefCell<Option<Box<Extra>>>,
     /// The flags of the boxes delivered to since [`Core::take_deliveries`] last took them.
     pub(crate) delivered: Cell<u64>,
+    /// Boxes made on first use ([`Core::declare_boxes`]); a thin pointer, so a component without
+    /// any pays one word.
+    pub(crate) declared: Cell<Option<&'static &'static [BoxDecl]>>,
+    /// Which of `declared` have been made (or deleted): those are looked up among `boxes` only.
+    pub(crate) made: Cell<u16>,
 }
 
 /// Rarely used parts of a component, allocated only when used, so an idle component stays small.
@@ -253,6 +258,8 @@ impl Core {
                 boxes: RefCell::new(Vec::with_capacity(boxes)),
                 extra: RefCell::new(None),
                 delivered: Cell::new(0),
+                declared: Cell::new(None),
+                made: Cell::new(0),
             }),
         }
     }
@@ -372,11 +379,16 @@ impl Core {
     pub fn delete_box(&self, name: &str) -> Result<(), Error> {
         let node = {
             let mut boxes = self.cell.boxes.borrow_mut();
-            let pos = boxes
-                .iter()
-                .position(|b| b.name() == name)
-                .ok_or_else(|| self.no_such_box(name))?;
-            boxes.remove(pos)
+            match boxes.iter().position(|b| b.name() == name) {
+                Some(pos) => boxes.remove(pos),
+                None => {
+                    drop(boxes);
+                    // A declared box never made: deleted by never making it.
+                    let (i, _) = self.unmade(name).ok_or_else(|| self.no_such_box(name))?;
+                    self.cell.made.set(self.cell.made.get() | (1 << i));
+                    return Ok(());
+                }
+            }
         };
         node.detach();
         Ok(())
@@ -389,7 +401,7 @@ impl Core {
     /// [`Error::NoSuchBox`] if there is no box of that name, [`Error::WrongBoxType`] if it is an
     /// outbox or carries another type.
     pub fn inbox_named<T: 'static>(&self, name: &str) -> Result<Inbox<T>, Error> {
-        let node = self.erased_box(name)?;
+        let node = self.box_for::<T>(name, Direction::In)?;
         if node.direction() != Direction::In {
             return Err(Error::WrongBoxType {
                 name: node.label(),
@@ -402,7 +414,7 @@ impl Core {
 
     /// Whether the component has a box (inbox or outbox) called `name`.
     pub fn has_box(&self, name: &str) -> bool {
-        self.cell.boxes.borrow().iter().any(|b| b.name() == name)
+        self.registered_box(name).is_some() || self.unmade(name).is_some()
     }
 
     /// The inbox called `name` if there is one and it carries `T`, else `None`: the lookup for an
@@ -420,21 +432,28 @@ impl Core {
     /// assert!(core.find_inbox::<u8>("makessl").is_none()); // absent
     /// ```
     pub fn find_inbox<T: 'static>(&self, name: &str) -> Option<Inbox<T>> {
-        Inbox::downcast(self.find_box(name, Direction::In)?)
+        Inbox::downcast(self.find_box(name, Direction::In, TypeId::of::<T>())?)
     }
 
     /// The outbox called `name` if there is one and it carries `T`, else `None` (as
     /// [`Core::find_inbox`]).
     pub fn find_outbox<T: 'static>(&self, name: &str) -> Option<Outbox<T>> {
-        Outbox::downcast(self.find_box(name, Direction::Out)?)
+        Outbox::downcast(self.find_box(name, Direction::Out, TypeId::of::<T>())?)
     }
 
-    fn find_box(&self, name: &str, dir: Direction) -> Option<Rc<dyn ErasedBox>> {
-        self.box_called(name).filter(|b| b.direction() == dir)
+    /// The box called `name` facing `dir`; a declared box is made only if it carries `ty`.
+    fn find_box(&self, name: &str, dir: Direction, ty: TypeId) -> Option<Rc<dyn ErasedBox>> {
+        match self.registered_box(name) {
+            Some(b) => Some(b).filter(|b| b.direction() == dir),
+            None => {
+                let (i, decl) = self.unmade(name)?;
+                decl.fits(dir, Some(ty)).then(|| self.make_declared(i))
+            }
+        }
     }
 
-    /// The box called `name`, if any (names are unique within a component).
-    fn box_called(&self, name: &str) -> Option<Rc<dyn ErasedBox>> {
+    /// The box called `name` among those made (names are unique within a component).
+    fn registered_box(&self, name: &str) -> Option<Rc<dyn ErasedBox>> {
         self.cell
             .boxes
             .borrow()
@@ -443,13 +462,124 @@ impl Core {
             .cloned()
     }
 
+    /// The box called `name`, made now if it is declared and not made yet.
+    fn box_called(&self, name: &str) -> Option<Rc<dyn ErasedBox>> {
+        self.registered_box(name)
+            .or_else(|| self.unmade(name).map(|(i, _)| self.make_declared(i)))
+    }
+
+    /// The box called `name` for a lookup of `dir` carrying `T`: a declared box is made only if it
+    /// fits; if it does not, the error says why, as it would for a made box.
+    fn box_for<T: 'static>(&self, name: &str, dir: Direction) -> Result<Rc<dyn ErasedBox>, Error> {
+        if let Some(b) = self.registered_box(name) {
+            return Ok(b);
+        }
+        let (i, decl) = self.unmade(name).ok_or_else(|| self.no_such_box(name))?;
+        if decl.fits(dir, Some(TypeId::of::<T>())) {
+            return Ok(self.make_declared(i));
+        }
+        let (actual, requested) = match (decl.dir, dir) {
+            (Direction::In, Direction::Out) => ("an inbox", "an outbox"),
+            (Direction::Out, Direction::In) => ("an outbox", "an inbox"),
+            _ => ((decl.type_name)(), std::any::type_name::<T>()),
+        };
+        Err(Error::WrongBoxType {
+            name: format!("{}.{name}", self.name()),
+            actual,
+            requested,
+        })
+    }
+
+    /// Declares boxes made on first use (see [`BoxDecl`]), at most 16; their names must not be
+    /// taken by the component's other boxes. A component declares once; a second call replaces the
+    /// list (boxes already made stay).
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, if a name is taken or there are more than 16.
+    pub fn declare_boxes(&self, decls: &'static &'static [BoxDecl]) {
+        debug_assert!(decls.len() <= 16, "at most 16 declared boxes");
+        for decl in decls.iter() {
+            self.assert_free(decl.name);
+        }
+        self.cell.declared.set(Some(decls));
+        self.cell.made.set(0);
+    }
+
+    /// The declared inbox at `index` of the list given to [`Core::declare_boxes`], made now if it
+    /// is not yet (by this call or a lookup by name: either way the same box). Cheap to keep: the
+    /// handle stays good.
+    ///
+    /// # Panics
+    ///
+    /// If no boxes are declared, `index` is out of range, or the declaration is not an inbox of
+    /// `T`: the component's author wrote both, so this is a bug.
+    pub fn declared_inbox<T: 'static>(&self, index: usize) -> Inbox<T> {
+        let node = self.declared_box(index, Direction::In, TypeId::of::<T>());
+        Inbox::downcast(node).expect("a declared inbox carries its declared type")
+    }
+
+    /// The declared outbox at `index` (as [`Core::declared_inbox`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`Core::declared_inbox`].
+    pub fn declared_outbox<T: 'static>(&self, index: usize) -> Outbox<T> {
+        let node = self.declared_box(index, Direction::Out, TypeId::of::<T>());
+        Outbox::downcast(node).expect("a declared outbox carries its declared type")
+    }
+
+    /// Whether the declared box at `index` has been made (by its owner or by a lookup), without
+    /// making it.
+    pub fn declared_is_made(&self, index: usize) -> bool {
+        index < 16 && self.cell.made.get() & (1 << index) != 0
+    }
+
+    fn declared_box(&self, index: usize, dir: Direction, ty: TypeId) -> Rc<dyn ErasedBox> {
+        let decls = self.cell.declared.get().expect("boxes declared");
+        let decl = &decls[index];
+        assert!(decl.fits(dir, Some(ty)), "{decl:?} is not of that kind");
+        if self.cell.made.get() & (1 << index) != 0 {
+            if let Some(b) = self.registered_box(decl.name) {
+                return b;
+            }
+            // Deleted, and wanted again by its owner: made anew.
+        }
+        self.make_declared(index)
+    }
+
+    /// The declared box called `name` that is not made yet, with its place in the list.
+    fn unmade(&self, name: &str) -> Option<(usize, &'static BoxDecl)> {
+        let decls: &'static [BoxDecl] = self.cell.declared.get()?;
+        let made = self.cell.made.get();
+        decls
+            .iter()
+            .enumerate()
+            .find(|&(i, d)| made & (1 << i) == 0 && d.name == name)
+    }
+
+    /// Makes declared box `index` and registers it: it takes the next flag in the record of
+    /// deliveries ([`crate::Deliveries::any_after`]).
+    fn make_declared(&self, index: usize) -> Rc<dyn ErasedBox> {
+        let decls: &'static [BoxDecl] = self.cell.declared.get().expect("boxes declared");
+        let decl = &decls[index];
+        self.cell.made.set(self.cell.made.get() | (1 << index));
+        let spec = BoxSpec::Static {
+            name: decl.name,
+            description: decl.description,
+        };
+        let node = (decl.make)(&self.cell, spec);
+        self.register(node.clone());
+        node
+    }
+
     /// The outbox called `name`, if it carries `T`.
     ///
     /// # Errors
     ///
     /// As [`Core::inbox_named`].
     pub fn outbox_named<T: 'static>(&self, name: &str) -> Result<Outbox<T>, Error> {
-        let node = self.erased_box(name)?;
+        let node = self.box_for::<T>(name, Direction::Out)?;
         if node.direction() != Direction::Out {
             return Err(Error::WrongBoxType {
                 name: node.label(),
@@ -462,12 +592,21 @@ impl Core {
 
     /// The names of every box, inboxes and outboxes, in the order they were created.
     pub fn box_names(&self) -> Vec<String> {
-        self.cell
-            .boxes
-            .borrow()
-            .iter()
-            .map(|b| b.name().to_owned())
+        let made = self.cell.boxes.borrow();
+        let made = made.iter().map(|b| b.name().to_owned());
+        made.chain(self.unmade_decls().map(|d| d.name.to_owned()))
             .collect()
+    }
+
+    /// The declared boxes not made yet, in the order declared.
+    fn unmade_decls(&self) -> impl Iterator<Item = &'static BoxDecl> {
+        let decls: &'static [BoxDecl] = self.cell.declared.get().map_or(&[], |d| d);
+        let made = self.cell.made.get();
+        decls
+            .iter()
+            .enumerate()
+            .filter(move |&(i, _)| made & (1 << i) == 0)
+            .map(|(_, d)| d)
     }
 
     /// The names of the inboxes, with their descriptions (Kamaelia's `Inboxes` dict).
@@ -797,7 +936,8 @@ impl Core {
 
     fn assert_free(&self, name: &str) {
         debug_assert!(
-            !self.cell.boxes.borrow().iter().any(|b| b.name() == name),
+            !self.cell.boxes.borrow().iter().any(|b| b.name() == name)
+                && self.unmade(name).is_none(),
             "component {} already has a box named {name:?}",
             self.name()
         );
@@ -805,7 +945,7 @@ impl Core {
 
     fn unique_name(&self, name: &str) -> String {
         let boxes = self.cell.boxes.borrow();
-        let taken = |n: &str| boxes.iter().any(|b| b.name() == n);
+        let taken = |n: &str| boxes.iter().any(|b| b.name() == n) || self.unmade(n).is_some();
         if !taken(name) {
             return name.to_owned();
         }
@@ -816,13 +956,16 @@ impl Core {
     }
 
     fn describe(&self, dir: Direction) -> Vec<(String, String)> {
-        self.cell
-            .boxes
-            .borrow()
+        let made = self.cell.boxes.borrow();
+        let made = made
             .iter()
             .filter(|b| b.direction() == dir)
-            .map(|b| (b.name().to_owned(), b.description().to_owned()))
-            .collect()
+            .map(|b| (b.name().to_owned(), b.description().to_owned()));
+        let unmade = self
+            .unmade_decls()
+            .filter(|d| d.dir == dir)
+            .map(|d| (d.name.to_owned(), d.description.to_owned()));
+        made.chain(unmade).collect()
     }
 }
 

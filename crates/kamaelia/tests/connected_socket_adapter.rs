@@ -32,7 +32,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use axon::ipc::{CloseReason, ConnectionInfo, ShutdownCsa, SocketShutdown};
-use axon::{Component, Core, FnComponent, Inbox, Ipc, Scheduler};
+use axon::{Component, Core, FnComponent, Inbox, Ipc, Outbox, Scheduler};
 use bytes::Bytes;
 use kamaelia::internet::{
     ConnectedSocketAdapter, CsaConfig, MakeSsl, Readiness, Selector, SelectorHandle, SslReady,
@@ -537,6 +537,52 @@ fn makessl_without_tls_answers_failed_and_the_connection_carries_on() {
     assert!(!r.csa.is_finished());
 }
 
+#[test]
+fn boxes_made_on_first_use_are_listed_and_work_when_made_by_name() {
+    let sched = Scheduler::new();
+    let selector = SelectorHandle::on(&sched).unwrap();
+    let (ours, _peer) = tcp_pair_with(Buffers::default());
+    let csa = ConnectedSocketAdapter::new(ours, &selector, CsaConfig::default()).unwrap();
+    let core = csa.core().clone();
+    // `SendReady`, `makessl`, `sslready` and `_selectorSignal` are made on first use, but listed
+    // (after the boxes made) like the rest, as Kamaelia's `Inboxes` and `Outboxes` list them.
+    let names = |v: Vec<(String, String)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(
+        names(core.inboxes()),
+        ["inbox", "control", "ReadReady", "SendReady", "makessl"]
+    );
+    assert_eq!(
+        names(core.outboxes()),
+        [
+            "outbox",
+            "CreatorFeedback",
+            "signal",
+            "sslready",
+            "_selectorSignal"
+        ]
+    );
+    // A STARTTLS-style handler linked by name, as a Graphline links: the lookups make the boxes,
+    // and the adapter must find a message in a box it did not make itself.
+    let handler = Core::new("Handler");
+    let ask: Outbox<MakeSsl> = handler.outbox("makessl", "upgrade requests");
+    let answers: Inbox<SslReady> = handler.inbox("sslready", "upgrade outcomes");
+    handler
+        .link_named((&handler, "makessl"), (&core, "makessl"))
+        .unwrap();
+    handler
+        .link_named((&core, "sslready"), (&handler, "sslready"))
+        .unwrap();
+    sched.activate(csa);
+    settle(&sched);
+    ask.send(MakeSsl::default()).unwrap();
+    run_until(&sched, "an answer on sslready", || !answers.is_empty());
+    // Without TLS built in, or without a TLS role: either way the upgrade fails, and says so.
+    assert!(
+        matches!(answers.recv_now(), Some(SslReady::Failed(_))),
+        "a failed upgrade reported"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test plays the selector
 
@@ -628,13 +674,21 @@ fn write_req(token: usize) -> (&'static str, usize, String) {
 #[test]
 fn hand_startup_asks_for_one_read_notice_through_selector_signal() {
     let r = hand_rig(Buffers::default());
-    assert!(r
-        .csa
-        .linkages()
-        .iter()
-        .any(|l| l.to_string().contains("_selectorSignal")));
+    let linked = |r: &HandRig| {
+        r.csa
+            .linkages()
+            .iter()
+            .any(|l| l.to_string().contains("_selectorSignal"))
+    };
+    // `_selectorSignal` is made and linked on first use: here, where no selector runs to apply
+    // the request at once, the adapter's first request.
+    assert!(!linked(&r), "not linked before it is needed");
     assert_eq!(r.handle.registrations(), 1, "registered with the selector");
     r.sched.try_tick();
+    assert!(
+        linked(&r),
+        "linked to the selector's notify when first needed"
+    );
     let reqs = r.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     let token = reqs[0].1;

@@ -1,7 +1,7 @@
 //! [`ConnectedSocketAdapter`]: one connected socket as a component (Kamaelia's
 //! `Kamaelia.Internet.ConnectedSocketAdapter`).
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -16,7 +16,7 @@ use axon::ipc::{
     CloseReason, ConnectionId, ConnectionInfo, ProducerFinished, SelectorRequest, ShutdownCsa,
     SocketShutdown,
 };
-use axon::{Component, Core, Inbox, Ipc, Outbox};
+use axon::{BoxDecl, Component, Core, Inbox, Ipc, Outbox};
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::Token;
@@ -663,14 +663,31 @@ impl Flags {
     }
 }
 
-/// The linkages an adapter's postoffice is made for: its own to the selector, and the one its
-/// creator records there (a `TcpServer` links `CreatorFeedback` to itself). Growing the list
-/// later costs a `realloc`, a few hundred instructions per connection in glibc.
-pub(crate) const OWN_LINKS: usize = 2;
+/// The linkages an adapter's postoffice is made for: the one its creator records there (a
+/// `TcpServer` links `CreatorFeedback` to itself). Growing the list later costs a `realloc`, a few
+/// hundred instructions per connection in glibc. (Its own `_selectorSignal` is linked only if a
+/// request finds the selector not running: rare enough to grow the list for.)
+pub(crate) const OWN_LINKS: usize = 1;
 
-/// The same for an adapter that is itself a connection's handler (a relay's target side): its
-/// own linkage and the four a chassis makes between a connection's adapter and its handler.
-pub(crate) const HANDLER_LINKS: usize = 5;
+/// The same for an adapter that is itself a connection's handler (a relay's target side): the
+/// four linkages a chassis makes between a connection's adapter and its handler.
+pub(crate) const HANDLER_LINKS: usize = 4;
+
+/// The boxes an adapter makes when it is made: `inbox`, `control`, `ReadReady`, `outbox`,
+/// `CreatorFeedback`, `signal`. Deliveries past them are to boxes of [`LATER`].
+const MADE_AT_ONCE: usize = 6;
+
+/// The adapter's boxes made on first use ([`BoxDecl`]), by their place in this list.
+static LATER: &[BoxDecl] = &[
+    BoxDecl::inbox::<Readiness>("SendReady", "readiness notices: the socket may be writable"),
+    BoxDecl::inbox::<MakeSsl>("makessl", "upgrade this connection to TLS in place"),
+    BoxDecl::outbox::<SslReady>("sslready", "the TLS handshake finished, or failed"),
+    BoxDecl::outbox::<SelectorMsg>("_selectorSignal", "registrations to the selector"),
+];
+const SEND_READY: usize = 0;
+const MAKESSL: usize = 1;
+const SSLREADY: usize = 2;
+const SELECTOR_SIGNAL: usize = 3;
 
 /// Wraps one connected socket: bytes on `inbox` go to the wire, bytes from the wire come out of
 /// `outbox` (Kamaelia's `ConnectedSocketAdapter`, "CSA").
@@ -701,9 +718,13 @@ pub(crate) const HANDLER_LINKS: usize = 5;
 /// * `signal` — `producerFinished` when the peer has finished sending (EOF: half-close), after
 ///   every byte read has gone out of `outbox`; `shutdownCSA` when the adapter ends.
 /// * `_selectorSignal` — `newReader` / `newWriter` / `removeReader` / `removeWriter` to the selector.
-///   A running selector with nothing queued takes them directly instead (the same change to its
-///   registrations, at the moment it would have made it), so on a live server this outbox stays
-///   quiet; before the selector runs, or behind requests already queued, they go out here in order.
+///   A running selector takes them directly instead, after any requests already queued in its
+///   `notify` (the same change to its registrations, at the moment it would have made it), so on a
+///   live server this outbox stays quiet; before the selector runs they go out here in order.
+///
+/// `SendReady`, `makessl`, `sslready` and `_selectorSignal` are made on first use
+/// ([`axon::BoxDecl`]): by the adapter, by their accessors, or by a lookup or link by name. They
+/// are listed with the rest all along; most connections never make them.
 ///
 /// # How it works
 ///
@@ -749,13 +770,15 @@ pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     inbox: Inbox<Bytes>,
     control: Inbox<Ipc>,
     read_ready: Inbox<Readiness>,
-    send_ready: Inbox<Readiness>,
-    makessl: Inbox<MakeSsl>,
     outbox: Outbox<Bytes>,
     creator_feedback: Outbox<Ipc>,
-    sslready: Outbox<SslReady>,
     signal: Outbox<Ipc>,
-    selector_signal: Outbox<SelectorMsg>,
+    // Made on first use ([`LATER`]): most adapters never block on a write, upgrade to TLS or
+    // meet a selector that is not running.
+    send_ready: OnceCell<Inbox<Readiness>>,
+    makessl: OnceCell<Inbox<MakeSsl>>,
+    sslready: OnceCell<Outbox<SslReady>>,
+    selector_signal: OnceCell<Outbox<SelectorMsg>>,
     conn: Conn<S>,
     /// Shared by every adapter a server makes: one copy, not one per connection.
     config: Rc<CsaConfig>,
@@ -894,7 +917,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         config: Rc<CsaConfig>,
         links: usize,
     ) -> io::Result<Self> {
-        let core = Core::with_capacity("ConnectedSocketAdapter", 10); // its ten boxes
+        // Room for the six boxes made now and one made on first use (`SendReady`, which a
+        // connecting adapter and a blocked write make).
+        let core = Core::with_capacity("ConnectedSocketAdapter", MADE_AT_ONCE + 1);
         let inbox: Inbox<Bytes> = core.inbox("inbox", "bytes to send, in order");
         inbox.set_size(Some(config.inbox_size));
         let csa = Self {
@@ -904,19 +929,19 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 "producerFinished: drain then close the write side; shutdownMicroprocess: close now",
             ),
             read_ready: core.inbox("ReadReady", "readiness notices: the socket may be readable"),
-            send_ready: core.inbox("SendReady", "readiness notices: the socket may be writable"),
-            makessl: core.inbox("makessl", "upgrade this connection to TLS in place"),
             outbox: core.outbox("outbox", "bytes received, as they arrive"),
             creator_feedback: core.outbox(
                 "CreatorFeedback",
                 "socketShutdown: this connection has closed, and why",
             ),
-            sslready: core.outbox("sslready", "the TLS handshake finished, or failed"),
             signal: core.outbox(
                 "signal",
                 "producerFinished when the peer finished sending; shutdownCSA when this ends",
             ),
-            selector_signal: core.outbox("_selectorSignal", "registrations to the selector"),
+            send_ready: OnceCell::new(),
+            makessl: OnceCell::new(),
+            sslready: OnceCell::new(),
+            selector_signal: OnceCell::new(),
             core,
             conn: Conn {
                 stream: Some(stream),
@@ -930,11 +955,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             hibernate_to: None,
             start: Start::ReadFirst,
         };
+        csa.core.declare_boxes(&LATER);
         // Its postoffice allocated at once for the linkages it will hold (see `OWN_LINKS`).
         csa.core.reserve_links(links);
-        csa.core
-            .link(&csa.selector_signal, selector.notify())
-            .map_err(io::Error::other)?;
         Ok(csa)
     }
 
@@ -970,14 +993,16 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         &self.read_ready
     }
 
-    /// `SendReady`: readiness notices.
+    /// `SendReady`: readiness notices (made on first use).
     pub fn send_ready(&self) -> &Inbox<Readiness> {
-        &self.send_ready
+        self.send_ready
+            .get_or_init(|| self.core.declared_inbox(SEND_READY))
     }
 
-    /// `makessl`: TLS upgrade requests.
+    /// `makessl`: TLS upgrade requests (made on first use).
     pub fn makessl(&self) -> &Inbox<MakeSsl> {
-        &self.makessl
+        self.makessl
+            .get_or_init(|| self.core.declared_inbox(MAKESSL))
     }
 
     /// `outbox`: bytes received.
@@ -990,9 +1015,22 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         &self.creator_feedback
     }
 
-    /// `sslready`: the TLS upgrade's outcome.
+    /// `sslready`: the TLS upgrade's outcome (made on first use).
     pub fn sslready(&self) -> &Outbox<SslReady> {
-        &self.sslready
+        self.sslready
+            .get_or_init(|| self.core.declared_outbox(SSLREADY))
+    }
+
+    /// Takes up the boxes made on first use that a lookup elsewhere made (a `makessl` linked by
+    /// name, say) and that hold a message: called when a delivery went past the boxes made at
+    /// once. The adapter's own `SendReady` is already taken up, so this costs nothing then.
+    fn take_up_declared(&self) {
+        if self.send_ready.get().is_none() && self.core.declared_is_made(SEND_READY) {
+            self.send_ready();
+        }
+        if self.makessl.get().is_none() && self.core.declared_is_made(MAKESSL) {
+            self.makessl();
+        }
     }
 
     /// `signal`: `producerFinished` on peer EOF, `shutdownCSA` at the end.
@@ -1005,7 +1043,18 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     /// its poll); else sent on `_selectorSignal`.
     fn to_selector(&self, msg: SelectorMsg) {
         if let Err(msg) = self.conn.selector.apply_now(msg) {
-            let _ = self.selector_signal.send(msg);
+            // The selector is not running: the request waits in its `notify`, linked on first
+            // use (most adapters never need it).
+            let out = self.selector_signal.get_or_init(|| {
+                let out = self.core.declared_outbox(SELECTOR_SIGNAL);
+                if !out.is_linked() {
+                    if let Err(e) = self.core.link(&out, self.conn.selector.notify()) {
+                        tracing::warn!(error = %e, "cannot link to the selector");
+                    }
+                }
+                out
+            });
+            let _ = out.send(msg);
         }
     }
 
@@ -1025,7 +1074,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             flags.write_armed = true;
             self.to_selector(SelectorRequest::NewWriter {
                 caller: self.core.id(),
-                reply: self.send_ready.clone(),
+                reply: self.send_ready().clone(),
                 selectable: self.conn.token,
             });
         }
@@ -1280,7 +1329,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         (now >= deadline).then(|| {
             flags.handshake_deadline = None;
             let _ = self
-                .sslready
+                .sslready()
                 .send(SslReady::Failed("TLS handshake timed out".to_owned()));
             CloseReason::Timeout("TLS handshake")
         })
@@ -1288,7 +1337,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
 
     #[cfg(not(feature = "tls"))]
     fn start_tls(&mut self, _req: MakeSsl, _flags: &mut Flags) -> Result<(), CloseReason> {
-        let _ = self.sslready.send(SslReady::Failed(
+        let _ = self.sslready().send(SslReady::Failed(
             "TLS is not available: built without the `tls` feature".to_owned(),
         ));
         Ok(())
@@ -1434,6 +1483,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         // is drained below, so one with no delivery is empty): on a busy server most passes
         // bring data or readiness alone, and each box looked into is a cache miss.
         let delivered = self.core.take_deliveries();
+        if delivered.any_after(MADE_AT_ONCE) {
+            self.take_up_declared();
+        }
         if self.control.delivered_in(delivered) {
             while let Some(c) = self.control.recv_now() {
                 if let Ipc::Abort(_) = c {
@@ -1456,13 +1508,17 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             flags.can_read = true;
             flags.read_armed = false;
         }
-        if self.send_ready.delivered_in(delivered) && self.send_ready.recv_now().is_some() {
-            while self.send_ready.recv_now().is_some() {}
-            flags.can_write = true;
-            flags.write_armed = false;
+        let send_ready = self.send_ready.get();
+        if let Some(send_ready) = send_ready.filter(|b| b.delivered_in(delivered)) {
+            if send_ready.recv_now().is_some() {
+                while send_ready.recv_now().is_some() {}
+                flags.can_write = true;
+                flags.write_armed = false;
+            }
         }
-        if self.makessl.delivered_in(delivered) {
-            while let Some(req) = self.makessl.recv_now() {
+        if let Some(makessl) = self.makessl.get().filter(|b| b.delivered_in(delivered)) {
+            let makessl = makessl.clone();
+            while let Some(req) = makessl.recv_now() {
                 if let Err(reason) = self.start_tls(req, flags) {
                     return Next::End(reason);
                 }
@@ -1571,7 +1627,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
             && self.inbox.is_empty()
             && self.control.is_empty()
             && self.read_ready.is_empty()
-            && self.makessl.is_empty()
+            && self.makessl.get().is_none_or(Inbox::is_empty)
             && self.outbox.all_collected()
     }
 
@@ -1807,7 +1863,7 @@ impl<S: Socket> Component for ConnectedSocketAdapter<S> {
                 // The connection ended mid-handshake (EOF, an I/O error, shutdown): the makessl
                 // request still gets its answer.
                 let _ = csa
-                    .sslready
+                    .sslready()
                     .send(SslReady::Failed(format!("TLS handshake failed: {reason}")));
             }
             if flags.connecting && !reason.is_clean() {

@@ -47,7 +47,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     /// outbox refused) go to TLS first; from here on nothing read is delivered unprotected.
     pub(super) fn start_tls(&mut self, req: MakeSsl, flags: &mut Flags) -> Result<(), CloseReason> {
         let fail = |this: &Self, why: String| {
-            let _ = this.sslready.send(SslReady::Failed(why));
+            let _ = this.sslready().send(SslReady::Failed(why));
         };
         if self.tls.is_some() {
             fail(self, "the connection is already using TLS".to_owned());
@@ -101,7 +101,7 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     pub(super) fn check_handshake(&self, tls: &rustls::Connection, flags: &mut Flags) {
         if flags.handshake_deadline.is_some() && !tls.is_handshaking() {
             flags.handshake_deadline = None;
-            let _ = self.sslready.send(SslReady::Ready);
+            let _ = self.sslready().send(SslReady::Ready);
         }
     }
 
@@ -329,7 +329,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                     "TLS error"
                 };
                 if flags.handshake_deadline.take().is_some() {
-                    let _ = self.sslready.send(SslReady::Failed(format!("{what}: {e}")));
+                    let _ = self
+                        .sslready()
+                        .send(SslReady::Failed(format!("{what}: {e}")));
                 }
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
