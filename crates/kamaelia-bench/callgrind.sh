@@ -43,7 +43,7 @@ start() {
     "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" &
     PID=$!
     PIDS+=("$PID")
-    for ((i = 0; i < 600; i++)); do
+    for ((i = 0; i < 2400; i++)); do # 120 s: valgrind starts slowly on a busy machine
         ADDR=$(sed -n 's/^listening on //p' "$OUT/$name.out" | head -n1)
         [[ -n $ADDR ]] && return 0
         sleep 0.05
