@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Connection setup in rotated rounds: connections/s and server CPU per connection, each run on
+# fresh processes, the order of the servers rotated every round, so slow drift on a shared machine
+# hits every server alike. The matrix (run.sh) has one 2,000-connect cell per relay: mostly noise.
+#
+#   crates/kamaelia-bench/rounds.sh                          # relay: kamaelia, tokio-relay, haproxy
+#   MODE=echo crates/kamaelia-bench/rounds.sh                # echo: kamaelia, tokio-echo
+#   BEFORE=/path/to/older/kamaelia crates/kamaelia-bench/rounds.sh   # adds that build as "before"
+#
+# Knobs (environment): MODE (relay | echo), ROUNDS (8), N (measured connects per run, 5000), WARM
+# (connects before the measured ones, 300), C (concurrent connects, 16), BEFORE (a second kamaelia
+# binary to compare), OUT (default target/bench/rounds-DATE). Prints per-server medians and the
+# median of per-round ratios against kamaelia; raw lines in OUT/results.txt.
+# Every process is started and stopped here by PID; every load is bounded in count and time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MODE=${MODE:-relay}
+ROUNDS=${ROUNDS:-8}
+N=${N:-5000}
+WARM=${WARM:-300}
+C=${C:-16}
+BEFORE=${BEFORE:-}
+OUT=${OUT:-$PWD/target/bench/rounds-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT/bin"
+cargo build --release -q -p kamaelia-cli -p kamaelia-bench
+cp target/release/{kamaelia,kamaelia-bench,mio-echo,tokio-echo,tokio-relay} "$OUT/bin/"
+BIN=$OUT/bin
+[[ -n $BEFORE ]] && cp "$BEFORE" "$BIN/kamaelia-before"
+if [[ $MODE == relay ]] && ! command -v haproxy >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq haproxy >/dev/null || true
+fi
+HAPROXY=$(command -v haproxy || true)
+
+case $MODE in
+relay) SERVERS="kamaelia tokio-relay${HAPROXY:+ haproxy}" ;;
+echo) SERVERS="kamaelia tokio-echo" ;;
+*) echo "MODE is relay or echo" >&2; exit 2 ;;
+esac
+[[ -n $BEFORE ]] && SERVERS="$SERVERS kamaelia-before"
+read -ra LIST <<<"$SERVERS"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+# start NAME CMD...: sets PID and ADDR (from "listening on IP:PORT", or PORT when given).
+start() {
+    local name=$1 i
+    shift
+    rm -f "$OUT/$name.out"
+    "$@" >"$OUT/$name.out" 2>>"$OUT/$name.err" &
+    PID=$!
+    PIDS+=("$PID")
+    if [[ -n ${PORT:-} ]]; then
+        ADDR=127.0.0.1:$PORT
+        "$BIN/kamaelia-bench" wait-port --addr "$ADDR" --timeout 10
+        return
+    fi
+    for ((i = 0; i < 200; i++)); do
+        ADDR=$(sed -n 's/^listening on //p' "$OUT/$name.out" | head -n1)
+        [[ -n $ADDR ]] && return 0
+        sleep 0.05
+    done
+    echo "$name did not start" >&2
+    exit 1
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+haproxy_cfg() { # PORT BACKEND
+    printf 'global\n    nbthread 1\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\nfrontend bench\n    bind 127.0.0.1:%s\n    default_backend echo\nbackend echo\n    server mio %s\n' "$1" "$2" >"$OUT/haproxy.cfg"
+}
+
+# one ROUND SERVER: a fresh backend (relay mode) and server, WARM then N connects; one line.
+one() {
+    local round=$1 name=$2 backend="" mio="" line
+    PORT=
+    if [[ $MODE == relay ]]; then
+        start mio "$BIN/mio-echo" --listen 127.0.0.1:0
+        backend=$ADDR mio=$PID
+    fi
+    case $name in
+    kamaelia | kamaelia-before)
+        local bin=$BIN/kamaelia
+        [[ $name == kamaelia-before ]] && bin=$BIN/kamaelia-before
+        if [[ $MODE == relay ]]; then
+            start "$name" "$bin" relay --listen 127.0.0.1:0 --to "$backend" --drain-timeout 1
+        else
+            start "$name" "$bin" serve --listen 127.0.0.1:0 --drain-timeout 1
+        fi
+        ;;
+    tokio-relay) start "$name" "$BIN/tokio-relay" --listen 127.0.0.1:0 --to "$backend" ;;
+    tokio-echo) start "$name" "$BIN/tokio-echo" --listen 127.0.0.1:0 ;;
+    haproxy)
+        PORT=$("$BIN/kamaelia-bench" free-port)
+        haproxy_cfg "$PORT" "$backend"
+        start "$name" "$HAPROXY" -db -f "$OUT/haproxy.cfg"
+        ;;
+    esac
+    local srv=$PID
+    timeout 120 "$BIN/kamaelia-bench" connect --addr "$ADDR" -n "$WARM" -c "$C" >/dev/null
+    line=$(timeout 300 "$BIN/kamaelia-bench" connect --addr "$ADDR" -n "$N" -c "$C" --server-pid "$srv" |
+        grep '^RESULT' || echo "RESULT failed=1")
+    echo "round=$round server=$name load=$(cut -d' ' -f1 /proc/loadavg) $line" | tee -a "$OUT/results.txt"
+    stop "$srv"
+    [[ -n $mio ]] && stop "$mio"
+    return 0
+}
+
+: >"$OUT/results.txt"
+for ((r = 0; r < ROUNDS; r++)); do
+    k=${#LIST[@]}
+    for ((j = 0; j < k; j++)); do
+        one "$r" "${LIST[$(((j + r) % k))]}"
+    done
+done
+
+# Medians per server, and of per-round ratios against kamaelia.
+python3 - "$OUT/results.txt" <<'EOF' | tee "$OUT/summary.txt"
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = dict(re.findall(r'(\w+)=(\S+)', line))
+    if 'conns_per_s' not in f:
+        continue
+    rows.setdefault(f['server'], {})[int(f['round'])] = (
+        float(f['conns_per_s']), float(f.get('server_cpu_us_per_conn', 'nan')))
+def med(v):
+    return statistics.median(v) if v else float('nan')
+base = rows.get('kamaelia', {})
+print(f"{'server':16} {'conns/s':>9} {'CPU us/conn':>12} {'kamaelia rate x':>16} {'kamaelia CPU x':>15}")
+for name, by_round in rows.items():
+    rate = med([v[0] for v in by_round.values()])
+    cpu = med([v[1] for v in by_round.values()])
+    common = [r for r in by_round if r in base]
+    rr = med([base[r][0] / by_round[r][0] for r in common])
+    cr = med([base[r][1] / by_round[r][1] for r in common])
+    print(f"{name:16} {rate:9.0f} {cpu:12.1f} {rr:16.2f} {cr:15.2f}")
+EOF
