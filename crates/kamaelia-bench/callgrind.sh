@@ -31,27 +31,8 @@ BIN=$OUT/bin
 mkdir -p "$BIN"
 cp target/release/{kamaelia,kamaelia-bench,mio-echo,tokio-echo,tokio-relay} "$BIN/"
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-# start NAME CMD...: runs CMD with its stdout in $OUT/NAME.out, waits for "listening on IP:PORT",
-# and sets ADDR and PID.
-start() {
-    local name=$1 i
-    shift
-    "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" &
-    PID=$!
-    PIDS+=("$PID")
-    for ((i = 0; i < 2400; i++)); do # 120 s: valgrind starts slowly on a busy machine
-        ADDR=$(sed -n 's/^listening on //p' "$OUT/$name.out" | head -n1)
-        [[ -n $ADDR ]] && return 0
-        sleep 0.05
-    done
-    echo "$name did not start" >&2
-    exit 1
-}
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# shellcheck source=crates/kamaelia-bench/lib.sh
+source crates/kamaelia-bench/lib.sh # after the cd to the workspace root
 
 # total FILE: the instructions of a callgrind dump; calls FILE FN: calls to FN in it.
 total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }

@@ -39,32 +39,8 @@ esac
 [[ -n $BEFORE ]] && SERVERS="$SERVERS kamaelia-before"
 read -ra LIST <<<"$SERVERS"
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-# start NAME CMD...: sets PID and ADDR (from "listening on IP:PORT", or PORT when given).
-start() {
-    local name=$1 i
-    shift
-    rm -f "$OUT/$name.out"
-    "$@" >"$OUT/$name.out" 2>>"$OUT/$name.err" &
-    PID=$!
-    PIDS+=("$PID")
-    if [[ -n ${PORT:-} ]]; then
-        ADDR=127.0.0.1:$PORT
-        "$BIN/kamaelia-bench" wait-port --addr "$ADDR" --timeout 10
-        return
-    fi
-    for ((i = 0; i < 200; i++)); do
-        ADDR=$(sed -n 's/^listening on //p' "$OUT/$name.out" | head -n1)
-        [[ -n $ADDR ]] && return 0
-        sleep 0.05
-    done
-    echo "$name did not start" >&2
-    exit 1
-}
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# shellcheck source=crates/kamaelia-bench/lib.sh
+source crates/kamaelia-bench/lib.sh # after the cd to the workspace root
 
 haproxy_cfg() { # PORT BACKEND
     printf 'global\n    nbthread 1\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\nfrontend bench\n    bind 127.0.0.1:%s\n    default_backend echo\nbackend echo\n    server mio %s\n' "$1" "$2" >"$OUT/haproxy.cfg"
