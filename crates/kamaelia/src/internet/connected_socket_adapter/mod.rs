@@ -1022,8 +1022,9 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
     }
 
     /// Takes up the boxes made on first use that a lookup elsewhere made (a `makessl` linked by
-    /// name, say) and that hold a message: called when a delivery went past the boxes made at
-    /// once. The adapter's own `SendReady` is already taken up, so this costs nothing then.
+    /// name, say), so the pass looks into them: called when a delivery went past the boxes made
+    /// at once. Boxes nobody made stay unmade, and the adapter's own `SendReady` is already taken
+    /// up, so this costs two flag tests then.
     fn take_up_declared(&self) {
         if self.send_ready.get().is_none() && self.core.declared_is_made(SEND_READY) {
             self.send_ready();
