@@ -300,34 +300,35 @@ impl ServerCore {
             .as_any()
             .and_then(|any| any.downcast_ref::<crate::internet::ConnectedSocketAdapter>());
         let wired = (|| -> Result<(Inbox<Ipc>, Option<Linkage>), Error> {
-            if let Some(target) = as_adapter {
+            use crate::internet::{MakeSsl, SslReady};
+            let (inbox, control, outbox, signal, optional) = match as_adapter {
                 // A handler that is itself an adapter (a relay's target side): its boxes are at
-                // hand too. It has no `makessl` outbox, `sslready` inbox or `serversignal`.
-                let core = &h;
-                core.reserve_links(4);
-                core.link(csa.outbox(), target.inbox())?;
-                core.link(target.outbox(), csa.inbox())?;
-                core.link(target.signal(), csa.control())?;
-                core.link(csa.signal(), target.control())?;
-                target
-                    .inbox()
-                    .set_size(Some(self.config.handler_inbox_size));
-                // It ends with `producerFinished` then `shutdownCSA`, in one pass: room for both.
-                csa_control.reserve(2);
-                return Ok((target.control().clone(), None));
-            }
-            // The handler's four boxes, looked up once by name (its type is the factory's); the
-            // adapter's are at hand.
-            let (inbox, control) = (h.inbox_named::<Bytes>("inbox")?, h.inbox_named("control")?);
-            let (outbox, signal) = (
-                h.outbox_named::<Bytes>("outbox")?,
-                h.outbox_named("signal")?,
-            );
-            // Optional boxes for STARTTLS-style handlers, wired when present with the right
-            // direction and type (a relay's `TcpClient` has a `makessl` inbox, not an outbox).
-            let makessl = h.find_outbox::<crate::internet::MakeSsl>("makessl");
-            let sslready = h.find_inbox::<crate::internet::SslReady>("sslready");
-            let serversignal = h.find_outbox::<Ipc>("serversignal");
+                // hand, and it has no `makessl` outbox, `sslready` inbox or `serversignal`.
+                Some(target) => {
+                    // It ends with `producerFinished` then `shutdownCSA`, in one pass: room for
+                    // both.
+                    csa_control.reserve(2);
+                    let (inbox, control) = (target.inbox().clone(), target.control().clone());
+                    let (outbox, signal) = (target.outbox().clone(), target.signal().clone());
+                    (inbox, control, outbox, signal, (None, None, None))
+                }
+                // Otherwise its four boxes are looked up once by name (its type is the
+                // factory's), and optional boxes for STARTTLS-style handlers are wired when
+                // present with the right direction and type (a relay's `TcpClient` has a
+                // `makessl` inbox, not an outbox).
+                None => (
+                    h.inbox_named::<Bytes>("inbox")?,
+                    h.inbox_named("control")?,
+                    h.outbox_named::<Bytes>("outbox")?,
+                    h.outbox_named("signal")?,
+                    (
+                        h.find_outbox::<MakeSsl>("makessl"),
+                        h.find_inbox::<SslReady>("sslready"),
+                        h.find_outbox::<Ipc>("serversignal"),
+                    ),
+                ),
+            };
+            let (makessl, sslready, serversignal) = optional;
             // Recorded in the handler's postoffice, not ours: ours would grow with every open
             // connection and make each close scan all of them.
             let core = &h;

@@ -52,7 +52,10 @@ pub fn factory(
 /// connection, otherwise).
 fn live_selector(kept: &mut Option<SelectorHandle>) -> io::Result<&SelectorHandle> {
     if !kept.as_ref().is_some_and(SelectorHandle::is_live) {
-        *kept = Some(SelectorHandle::current()?);
+        *kept = None;
     }
-    kept.as_ref().ok_or_else(|| io::Error::other("no selector"))
+    match kept {
+        Some(selector) => Ok(selector),
+        None => Ok(kept.insert(SelectorHandle::current()?)),
+    }
 }

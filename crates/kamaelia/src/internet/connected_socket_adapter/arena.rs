@@ -84,14 +84,14 @@ impl Arenas {
     /// reads (64-byte messages) would pay for nothing, so only reads that follow a large one are
     /// aligned.
     pub(super) fn align(&mut self, want: usize) {
-        if !self.large {
+        // (A read of more than an arena less a page goes unaligned: there is no room to pad.)
+        if !self.large || want + PAGE > ARENA {
             self.make_room(want);
             return;
         }
         self.make_room(want + PAGE);
         let pad = self.current.as_ptr().align_offset(PAGE);
-        // (A read of nearly a whole arena may not fit a page of padding too: it goes unaligned.)
-        if pad != 0 && self.current.capacity().saturating_sub(pad) >= want {
+        if pad != 0 {
             // Cut the padding off as a chunk of its own, dropped at once: the arena's memory
             // goes back with its other chunks.
             self.current.resize(pad, 0);
