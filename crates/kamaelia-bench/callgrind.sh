@@ -8,7 +8,9 @@
 #
 # Knobs (environment): CASES (any of "relay connect echo"), SERVERS (any of "kamaelia tokio"),
 # N (measured connects, 2000), WARM (connects before the counters are zeroed, 200), ECHO_SECS (5),
-# OUT (directory for callgrind's files; default target/bench/callgrind-DATE, never committed).
+# OUT (directory for callgrind's files; default target/bench/callgrind-DATE, never committed),
+# CACHE (1: also simulate the caches and report first-level data-cache misses, reads + writes, per
+# unit: at 512 connections the lines a message touches miss, so this counts them).
 #
 # relay:   the relay (kamaelia relay / tokio-relay) in front of mio-echo; WARM connects, counters
 #          zeroed, N connects (1-byte echo each, 16 at a time), counters dumped.
@@ -36,6 +38,10 @@ source crates/kamaelia-bench/lib.sh # after the cd to the workspace root
 
 # total FILE: the instructions of a callgrind dump; calls FILE FN: calls to FN in it.
 total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }
+d1misses() { # D1mr + D1mw of a dump made with CACHE=1
+    callgrind_annotate --show=D1mr,D1mw "$1" 2>/dev/null |
+        awk '/PROGRAM TOTALS/ {gsub(",", "", $1); gsub(",", "", $3); print $1 + $3}'
+}
 calls() { # the sum of the call counts on every edge into FN (one edge per caller)
     callgrind_annotate --threshold=100 --tree=calling --inclusive=yes "$1" 2>/dev/null |
         awk -v fn=":$2 [(]" '$0 ~ fn && $0 ~ />/ && match($0, /[(][0-9,]+x[)]/) {
@@ -46,7 +52,9 @@ calls() { # the sum of the call counts on every edge into FN (one edge per calle
 counted() {
     local name=$1
     shift
-    start "$name" valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.cg" "$@"
+    local cache=()
+    [[ ${CACHE:-0} == 1 ]] && cache=(--cache-sim=yes)
+    start "$name" valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$OUT/$name.cg" "$@"
 }
 dump() { callgrind_control -d "$1" >/dev/null; sleep 1; ls -t "$OUT/$2".cg.* | head -n1; }
 
@@ -91,9 +99,12 @@ for case in $CASES; do
         stop "$SRV"
         [[ -n $BACKEND ]] && stop "$MIO"
         if [[ $case == echo ]]; then unit=message; else unit=connection; fi
-        awk -v n="$name" -v i="$instr" -v p="$per" -v m="${mallocs:-0}" -v u="$unit" 'BEGIN {
-            printf "%-16s %10.0f instructions per %s  %6.1f allocations per %s  (%s / %s)\n",
-                n, i / p, u, m / p, u, i, p }' | tee -a "$OUT/summary.txt"
+        misses=
+        [[ ${CACHE:-0} == 1 ]] && misses=$(d1misses "$file")
+        awk -v n="$name" -v i="$instr" -v p="$per" -v m="${mallocs:-0}" -v u="$unit" -v d="$misses" 'BEGIN {
+            printf "%-16s %10.0f instructions per %s  %6.1f allocations per %s", n, i / p, u, m / p, u
+            if (d != "") printf "  %6.1f L1 data misses per %s", d / p, u
+            printf "  (%s / %s)\n", i, p }' | tee -a "$OUT/summary.txt"
     done
 done
 echo "callgrind files in $OUT"

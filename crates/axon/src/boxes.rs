@@ -15,7 +15,7 @@
 //!   for it (waiting for room, or in [`Core::pause`](crate::Core::pause)).
 
 use std::any::Any;
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -151,9 +151,11 @@ impl<W> Few<W> {
     }
 }
 
-/// The linkage state of a node, allocated the first time the node is linked.
+/// The linkage state of a node that a message does not need, allocated the first time the node
+/// is linked. (What a message needs, the final box of the chain and whether producers wait, is in
+/// the node: at hundreds of connections each allocation a message passes through is a cache miss.)
 ///
-/// Kept to 56 bytes (a 64-byte allocation): an idle connection has ten linked boxes. (Keeping it
+/// Kept to 48 bytes (a 64-byte allocation): an idle connection has ten linked boxes. (Keeping it
 /// in the node instead saves that allocation, 22 per relayed connection and about 3% of the
 /// instructions of its setup, but every box then takes a 176-byte block instead of 128, and an
 /// idle component's four default boxes take it past the 1 KiB of issue 2: 943 → 1,135 B. The
@@ -161,8 +163,6 @@ impl<W> Few<W> {
 struct Links<T> {
     target: Option<Rc<BoxNode<T>>>,
     sources: Few<Weak<BoxNode<T>>>,
-    /// The final box of the chain, when `target` is set.
-    resolved: Option<Rc<BoxNode<T>>>,
     /// For a final box: the producers feeding it that sleep until it is collected from (each
     /// registered itself when it went to sleep; a collection takes the list and wakes them).
     waiters: Few<Weak<ComponentCell>>,
@@ -180,11 +180,44 @@ impl<T> Default for Links<T> {
         Self {
             target: None,
             sources: Few::None,
-            resolved: None,
             waiters: Few::None,
             epoch: 0,
             slot: 0,
         }
+    }
+}
+
+/// The link state of a node, taken out of it while in use ([`BoxNode::links_mut`]) and put back
+/// when dropped: a `Cell` rather than a `RefCell`, so the node has room for what a message needs
+/// (see [`BoxNode`]). Used as a `RefCell`'s `borrow_mut` was: never twice at once for one node
+/// (debug builds check).
+struct LinksMut<'a, T> {
+    node: &'a BoxNode<T>,
+    links: Option<Box<Links<T>>>,
+}
+
+impl<T> std::ops::Deref for LinksMut<'_, T> {
+    type Target = Links<T>;
+
+    fn deref(&self) -> &Links<T> {
+        self.links
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("put back only on drop"))
+    }
+}
+
+impl<T> std::ops::DerefMut for LinksMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut Links<T> {
+        self.links
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("put back only on drop"))
+    }
+}
+
+impl<T> Drop for LinksMut<'_, T> {
+    fn drop(&mut self) {
+        self.node.links.set(self.links.take());
+        self.node.links_out.set(false);
     }
 }
 
@@ -200,7 +233,15 @@ pub(crate) struct BoxNode<T> {
     /// This box's flag in its owner's record of deliveries ([`Deliveries`]): its position among
     /// the owner's boxes, the 64th and later sharing the last flag.
     flag: u8,
-    links: RefCell<Option<Box<Links<T>>>>,
+    /// The final box of this box's chain, while it has a target: a send is one push there. Read
+    /// by taking it out and putting it back (no borrow flag: the node stays within its block).
+    resolved: Cell<Option<Rc<BoxNode<T>>>>,
+    /// For a final box: some producer waits for a collection from it (`Links::waiters` is not
+    /// empty), so a collection looks into the link state only then.
+    has_waiters: Cell<bool>,
+    /// The link state is taken out ([`LinksMut`]): checked in debug builds, as a `RefCell` would.
+    links_out: Cell<bool>,
+    links: Cell<Option<Box<Links<T>>>>,
 }
 
 impl<T: 'static> BoxNode<T> {
@@ -215,7 +256,10 @@ impl<T: 'static> BoxNode<T> {
             queue: RefCell::new(VecDeque::new()),
             capacity: Cell::new(u32::MAX),
             flag: position.min(63) as u8,
-            links: RefCell::new(None),
+            resolved: Cell::new(None),
+            has_waiters: Cell::new(false),
+            links_out: Cell::new(false),
+            links: Cell::new(None),
         })
     }
 
@@ -244,20 +288,25 @@ impl<T: 'static> BoxNode<T> {
     /// Pushes a message to the final box of this node's chain.
     #[inline]
     fn push(&self, msg: T) -> Result<(), NoSpaceInBox<T>> {
-        let links = self.links.borrow();
-        match links.as_deref().and_then(|l| l.resolved.as_deref()) {
-            Some(fin) => fin.push_local(msg),
-            None => self.push_local(msg),
-        }
+        self.with_final(|fin| fin.push_local(msg))
     }
 
-    /// Applies `f` to the final box of this box's chain (itself when unlinked).
+    /// Applies `f` to the final box of this box's chain (itself when unlinked). `f` must not
+    /// change this box's links (it does not: it pushes, or looks at a queue).
+    #[inline]
     fn with_final<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
-        let links = self.links.borrow();
-        f(links
-            .as_deref()
-            .and_then(|l| l.resolved.as_deref())
-            .unwrap_or(self))
+        let fin = self.resolved.take();
+        let r = f(fin.as_deref().unwrap_or(self));
+        self.resolved.set(fin);
+        r
+    }
+
+    /// The final box of this box's chain, while it has a target.
+    fn resolved(&self) -> Option<Rc<Self>> {
+        let fin = self.resolved.take();
+        let copy = fin.clone();
+        self.resolved.set(fin);
+        copy
     }
 
     /// Whether a push would be accepted now.
@@ -312,11 +361,17 @@ impl<T: 'static> BoxNode<T> {
     }
 
     /// Wakes the producers that sleep until this box is collected from, if any.
+    #[inline]
     fn wake_collectors(&self) {
-        let waiters = match self.links.borrow_mut().as_deref_mut() {
-            Some(l) if !l.waiters.is_empty() => std::mem::take(&mut l.waiters),
-            _ => return,
-        };
+        if self.has_waiters.get() {
+            self.wake_waiters();
+        }
+    }
+
+    /// Takes the list of producers waiting for a collection and wakes them.
+    fn wake_waiters(&self) {
+        self.has_waiters.set(false);
+        let waiters = std::mem::take(&mut self.links_mut().waiters);
         match waiters {
             // The usual case: one producer waits, woken with no list to allocate.
             Few::One(w) => {
@@ -340,12 +395,7 @@ impl<T: 'static> BoxNode<T> {
         if self.dir != Direction::Out {
             return;
         }
-        let fin = match self
-            .links
-            .borrow()
-            .as_deref()
-            .and_then(|l| l.resolved.clone())
-        {
+        let fin = match self.resolved() {
             Some(fin) if fin.dir == Direction::In => fin,
             _ => return,
         };
@@ -353,6 +403,7 @@ impl<T: 'static> BoxNode<T> {
         if !l.waiters.iter().any(|w| w.ptr_eq(owner)) {
             l.waiters.push(owner.clone());
         }
+        fin.has_waiters.set(true);
     }
 
     /// Wakes the owners of the outboxes in the tree rooted at `node` (itself included) that sleep
@@ -366,17 +417,29 @@ impl<T: 'static> BoxNode<T> {
         node.for_each_source(|src| Self::wake_tree_waiters(&src));
     }
 
-    fn links_mut(&self) -> RefMut<'_, Links<T>> {
-        RefMut::map(self.links.borrow_mut(), |l| {
-            &mut **l.get_or_insert_with(Box::default)
-        })
+    /// This node's link state, made on first use, until the guard is dropped.
+    fn links_mut(&self) -> LinksMut<'_, T> {
+        let taken = self.links_out.replace(true);
+        debug_assert!(!taken, "a box's link state taken twice at once");
+        LinksMut {
+            node: self,
+            links: Some(self.links.take().unwrap_or_default()),
+        }
+    }
+
+    /// Applies `f` to this node's link state, if it has any (a node never linked has none).
+    fn with_links<R>(&self, f: impl FnOnce(Option<&Links<T>>) -> R) -> R {
+        let taken = self.links_out.replace(true);
+        debug_assert!(!taken, "a box's link state taken twice at once");
+        let links = self.links.take();
+        let r = f(links.as_deref());
+        self.links.set(links);
+        self.links_out.set(false);
+        r
     }
 
     fn target(&self) -> Option<Rc<Self>> {
-        self.links
-            .borrow()
-            .as_deref()
-            .and_then(|l| l.target.clone())
+        self.with_links(|l| l.and_then(|l| l.target.clone()))
     }
 
     /// Calls `f` with each box feeding this one that is still alive, with this box's links not
@@ -384,10 +447,12 @@ impl<T: 'static> BoxNode<T> {
     /// case for the box being linked or cut (a component's outbox); no allocation for one source.
     #[inline]
     fn for_each_source(&self, mut f: impl FnMut(Rc<Self>)) {
-        let (one, many) = match self.links.borrow().as_deref().map(|l| &l.sources) {
-            None | Some(Few::None) => return,
-            Some(Few::One(w)) => (w.upgrade(), Vec::new()),
-            Some(Few::Many(v)) => (None, v.to_vec()),
+        let Some((one, many)) = self.with_links(|l| match l.map(|l| &l.sources) {
+            None | Some(Few::None) => None,
+            Some(Few::One(w)) => Some((w.upgrade(), Vec::new())),
+            Some(Few::Many(v)) => Some((None, v.to_vec())),
+        }) else {
+            return;
         };
         if let Some(src) = one {
             f(src);
@@ -409,7 +474,7 @@ impl<T: 'static> BoxNode<T> {
     /// Sets the cached final box of every node feeding `root`, transitively.
     fn resolve_upstream(root: &Rc<Self>, fin: &Rc<Self>) {
         root.for_each_source(|src| {
-            src.links_mut().resolved = Some(fin.clone());
+            src.resolved.set(Some(fin.clone()));
             Self::resolve_upstream(&src, fin);
         });
     }
@@ -438,8 +503,8 @@ impl<T: 'static> BoxNode<T> {
             let mut l = src.links_mut();
             l.target = Some(dst.clone());
             l.epoch = l.epoch.wrapping_add(1);
-            l.resolved = Some(fin.clone());
         }
+        src.resolved.set(Some(fin.clone()));
         let slot = Self::add_source(dst, src);
         src.links_mut().slot = slot;
         Self::resolve_upstream(src, &fin);
@@ -457,23 +522,20 @@ impl<T: 'static> BoxNode<T> {
         let Some(target) = src.links_mut().target.take() else {
             return;
         };
-        let slot = {
-            let mut l = src.links_mut();
-            l.resolved = None;
-            l.slot as usize
-        };
+        src.resolved.set(None);
+        let slot = src.links_mut().slot as usize;
         Self::remove_source(&target, src, slot);
         Self::resolve_upstream(src, src);
         // The cut tree no longer feeds the old final box: its producers' registrations there go
         // (waking them below makes each register again with what it feeds now, if it still waits).
         let old_fin = target.final_node();
-        if let Some(l) = old_fin.links.borrow_mut().as_deref_mut() {
-            if !l.waiters.is_empty() {
-                let mut cut = Vec::new();
-                Self::tree_owners(src, &mut cut);
-                l.waiters
-                    .retain(|w| w.strong_count() > 0 && !cut.iter().any(|c| w.ptr_eq(c)));
-            }
+        if old_fin.has_waiters.get() {
+            let mut cut = Vec::new();
+            Self::tree_owners(src, &mut cut);
+            let mut l = old_fin.links_mut();
+            l.waiters
+                .retain(|w| w.strong_count() > 0 && !cut.iter().any(|c| w.ptr_eq(c)));
+            old_fin.has_waiters.set(!l.waiters.is_empty());
         }
         // The cut tree feeds `src` now: producers waiting for room may have it.
         Self::wake_tree_waiters(src);
@@ -629,10 +691,7 @@ impl<T: 'static> ErasedBox for BoxNode<T> {
     }
 
     fn link_epoch(&self) -> u64 {
-        self.links
-            .borrow()
-            .as_deref()
-            .map_or(0, |l| u64::from(l.epoch))
+        self.with_links(|l| l.map_or(0, |l| u64::from(l.epoch)))
     }
 
     fn detach(self: Rc<Self>) {
@@ -678,6 +737,49 @@ impl Deliveries {
     #[inline]
     pub fn any_after(self, n: usize) -> bool {
         n < 64 && self.0 >> n != 0
+    }
+
+    /// Whether these deliveries may include one to the box whose flag is `flag`
+    /// ([`Inbox::delivery_flag`]): the same answer as [`Inbox::delivered_in`], without reading
+    /// the box.
+    #[inline]
+    pub fn contains(self, flag: DeliveryFlag) -> bool {
+        self.0 & flag.bit() != 0
+    }
+
+    /// Whether these deliveries may include one to a box other than the one whose flag is `flag`:
+    /// the same answer as [`Inbox::others_delivered_in`], without reading the box.
+    #[inline]
+    pub fn contains_other_than(self, flag: DeliveryFlag) -> bool {
+        self.0 & !flag.bit() != 0
+    }
+}
+
+/// An inbox's flag in its owner's [`Deliveries`] ([`Inbox::delivery_flag`]): a component that looks
+/// at its deliveries on every pass keeps its boxes' flags beside it, so that asking
+/// ([`Deliveries::contains`]) reads no box. (At hundreds of connections every box looked into is a
+/// cache miss, and a box with nothing delivered is looked into only for its flag.)
+///
+/// ```
+/// use axon::{Core, Inbox};
+///
+/// let core = Core::new("Reader");
+/// let data: Inbox<u8> = core.inbox("inbox", "data");
+/// let control: Inbox<u8> = core.inbox("control", "signals");
+/// let (data_flag, control_flag) = (data.delivery_flag(), control.delivery_flag());
+/// data.deliver(1).unwrap();
+/// let d = core.take_deliveries();
+/// assert!(d.contains(data_flag));
+/// assert!(!d.contains(control_flag), "nothing for control: no need to look");
+/// assert!(!d.contains_other_than(data_flag));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryFlag(u8);
+
+impl DeliveryFlag {
+    #[inline]
+    fn bit(self) -> u64 {
+        1 << self.0
     }
 }
 
@@ -830,6 +932,12 @@ impl<T: 'static> Inbox<T> {
     #[inline]
     pub fn delivered_in(&self, deliveries: Deliveries) -> bool {
         deliveries.0 & self.node.flag_bit() != 0
+    }
+
+    /// This box's flag in its owner's deliveries, to keep and ask with instead of the box
+    /// ([`Deliveries::contains`]). Fixed for the box's life.
+    pub fn delivery_flag(&self) -> DeliveryFlag {
+        DeliveryFlag(self.node.flag)
     }
 
     /// Whether `deliveries` may include a message delivered to a box other than this one: false
@@ -1133,7 +1241,7 @@ mod tests {
     #[test]
     fn link_state_fits_a_64_byte_allocation() {
         // Every linked box of every idle connection has one: see `Links`.
-        assert!(std::mem::size_of::<Links<u64>>() <= 56);
+        assert!(std::mem::size_of::<Links<u64>>() <= 48);
         assert_eq!(
             std::mem::size_of::<Few<Weak<ComponentCell>>>(),
             2 * std::mem::size_of::<usize>()

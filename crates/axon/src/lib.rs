@@ -90,7 +90,7 @@ mod threaded;
 mod time;
 mod timers;
 
-pub use boxes::{BoxDecl, Deliveries, Inbox, Outbox, Recv, SendWait};
+pub use boxes::{BoxDecl, Deliveries, DeliveryFlag, Inbox, Outbox, Recv, SendWait};
 pub use chassis::{Graphline, Pipeline};
 pub use component::{AnyComponent, Boxes, Component, ComponentId, Core, FnComponent, Msg, Pause};
 pub use error::{Error, NoSpaceInBox};

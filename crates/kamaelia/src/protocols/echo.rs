@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 
-use axon::{Boxes, Component, Core, Ipc, Msg};
+use axon::{Boxes, Component, Core, Ipc};
 use bytes::Bytes;
 
 /// Sends every byte back (Kamaelia's `Echoer` used as a protocol).
@@ -116,27 +116,43 @@ impl Component for Discard {
 /// The loop of [`Echo`] (`echo`) and [`Discard`]: pass each chunk back or drop it; when the peer
 /// finishes, finish too (after the echoes), and stop when the connection ends.
 ///
-/// Only the boxes and the chunk being echoed live across a wait, and no `async fn` wraps another:
-/// this future is part of every idle connection's memory (an `async fn` would also keep `b` twice,
-/// as argument and as local: 152 bytes instead of 112).
+/// `control` is looked into only when its flag says something came ([`axon::DeliveryFlag`]): with
+/// hundreds of connections, reading an empty box after every chunk is a cache miss per chunk. Data
+/// goes first: `control` is looked at only once `inbox` is empty, so every chunk that came before
+/// a `producerFinished` is echoed before it is passed on.
+///
+/// Only the boxes, the flag and the chunk being echoed live across a wait, and no `async fn` wraps
+/// another: this future is part of every idle connection's memory (an `async fn` would also keep
+/// `b` twice, as argument and as local).
 #[allow(clippy::manual_async_fn)]
 fn pump(b: Boxes<Bytes, Bytes>, echo: bool) -> impl Future<Output = ()> + 'static {
     async move {
+        let control = b.control.delivery_flag();
         loop {
-            let chunk = match b.next().await {
-                Msg::Data(chunk) => chunk,
-                Msg::Control(Ipc::ProducerFinished(_)) => {
-                    let _ = b.signal.send(Ipc::producer_finished());
-                    return;
+            if let Some(chunk) = b.inbox.recv_now() {
+                if echo {
+                    b.outbox.send_wait(chunk).await;
                 }
-                // The connection ended, or we are told to stop.
-                Msg::Control(c) if c.is_shutdown() || matches!(c, Ipc::ShutdownCsa(_)) => return,
-                // Notices (a server draining) change nothing: the peer decides when it is done.
-                Msg::Control(_) => continue,
-            };
-            if echo {
-                b.outbox.send_wait(chunk).await;
+                continue;
             }
+            // Nothing else takes this component's deliveries: a flag set since the last look is
+            // still set, and `inbox` (empty now) is looked into on every round anyway.
+            if b.core.take_deliveries().contains(control) {
+                while let Some(c) = b.control.recv_now() {
+                    match c {
+                        Ipc::ProducerFinished(_) => {
+                            let _ = b.signal.send(Ipc::producer_finished());
+                            return;
+                        }
+                        // The connection ended, or we are told to stop.
+                        c if c.is_shutdown() || matches!(c, Ipc::ShutdownCsa(_)) => return,
+                        // Notices (a server draining) change nothing: the peer decides when it
+                        // is done.
+                        _ => {}
+                    }
+                }
+            }
+            b.core.pause_for_delivery().await;
         }
     }
 }

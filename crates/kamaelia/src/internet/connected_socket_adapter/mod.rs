@@ -16,7 +16,7 @@ use axon::ipc::{
     CloseReason, ConnectionId, ConnectionInfo, ProducerFinished, SelectorRequest, ShutdownCsa,
     SocketShutdown,
 };
-use axon::{BoxDecl, Component, Core, Inbox, Ipc, Outbox};
+use axon::{BoxDecl, Component, Core, DeliveryFlag, Inbox, Ipc, Outbox};
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::Token;
@@ -773,6 +773,8 @@ pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     outbox: Outbox<Bytes>,
     creator_feedback: Outbox<Ipc>,
     signal: Outbox<Ipc>,
+    /// The flags of the inboxes every pass asks about, kept here so that asking reads no box.
+    watched: Watched,
     // Made on first use ([`LATER`]): most adapters never block on a write, upgrade to TLS or
     // meet a selector that is not running.
     send_ready: OnceCell<Inbox<Readiness>>,
@@ -790,6 +792,16 @@ pub struct ConnectedSocketAdapter<S: Socket = TcpStream> {
     hibernate_to: Option<Inbox<Hibernating>>,
     /// What the adapter does first.
     start: Start,
+}
+
+/// The delivery flags of the inboxes an adapter looks at on every pass ([`axon::DeliveryFlag`]):
+/// with a few hundred connections, reading a box only to learn that nothing came is a cache miss
+/// per box per pass.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    inbox: DeliveryFlag,
+    control: DeliveryFlag,
+    read_ready: DeliveryFlag,
 }
 
 /// How an adapter begins.
@@ -922,13 +934,21 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         let core = Core::with_capacity("ConnectedSocketAdapter", MADE_AT_ONCE + 1);
         let inbox: Inbox<Bytes> = core.inbox("inbox", "bytes to send, in order");
         inbox.set_size(Some(config.inbox_size));
+        let control: Inbox<Ipc> = core.inbox(
+            "control",
+            "producerFinished: drain then close the write side; shutdownMicroprocess: close now",
+        );
+        let read_ready: Inbox<Readiness> =
+            core.inbox("ReadReady", "readiness notices: the socket may be readable");
         let csa = Self {
+            watched: Watched {
+                inbox: inbox.delivery_flag(),
+                control: control.delivery_flag(),
+                read_ready: read_ready.delivery_flag(),
+            },
             inbox,
-            control: core.inbox(
-                "control",
-                "producerFinished: drain then close the write side; shutdownMicroprocess: close now",
-            ),
-            read_ready: core.inbox("ReadReady", "readiness notices: the socket may be readable"),
+            control,
+            read_ready,
             outbox: core.outbox("outbox", "bytes received, as they arrive"),
             creator_feedback: core.outbox(
                 "CreatorFeedback",
@@ -1484,10 +1504,13 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         // is drained below, so one with no delivery is empty): on a busy server most passes
         // bring data or readiness alone, and each box looked into is a cache miss.
         let delivered = self.core.take_deliveries();
-        if delivered.any_after(MADE_AT_ONCE) {
+        // Anything for a box made on first use (`SendReady`, `makessl`)? Those are looked into
+        // only then.
+        let later = delivered.any_after(MADE_AT_ONCE);
+        if later {
             self.take_up_declared();
         }
-        if self.control.delivered_in(delivered) {
+        if delivered.contains(self.watched.control) {
             while let Some(c) = self.control.recv_now() {
                 if let Ipc::Abort(_) = c {
                     // Linger 0: closing sends RST and drops whatever the kernel still holds.
@@ -1504,12 +1527,12 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 }
             }
         }
-        if self.read_ready.delivered_in(delivered) && self.read_ready.recv_now().is_some() {
+        if delivered.contains(self.watched.read_ready) && self.read_ready.recv_now().is_some() {
             while self.read_ready.recv_now().is_some() {}
             flags.can_read = true;
             flags.read_armed = false;
         }
-        let send_ready = self.send_ready.get();
+        let send_ready = self.send_ready.get().filter(|_| later);
         if let Some(send_ready) = send_ready.filter(|b| b.delivered_in(delivered)) {
             if send_ready.recv_now().is_some() {
                 while send_ready.recv_now().is_some() {}
@@ -1517,7 +1540,8 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
                 flags.write_armed = false;
             }
         }
-        if let Some(makessl) = self.makessl.get().filter(|b| b.delivered_in(delivered)) {
+        let makessl = self.makessl.get().filter(|_| later);
+        if let Some(makessl) = makessl.filter(|b| b.delivered_in(delivered)) {
             let makessl = makessl.clone();
             while let Some(req) = makessl.recv_now() {
                 if let Err(reason) = self.start_tls(req, flags) {
@@ -1563,7 +1587,13 @@ impl<S: Socket> ConnectedSocketAdapter<S> {
         }
         // The answer to a drained read, from a handler that ran inside this pass: written now,
         // not in a pass of its own, unless the handler's run delivered anything else too.
-        if flags.ran_handler && !more && !self.inbox.others_delivered_in(self.core.deliveries()) {
+        if flags.ran_handler
+            && !more
+            && !self
+                .core
+                .deliveries()
+                .contains_other_than(self.watched.inbox)
+        {
             flags.ran_handler = false;
             if let Err(e) = self.write_out(flags) {
                 return Next::End(CloseReason::io(e));
