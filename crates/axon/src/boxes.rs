@@ -222,25 +222,31 @@ impl<T> Drop for LinksMut<'_, T> {
 }
 
 /// One box: the storage and linkage behind an [`Inbox`] or [`Outbox`] handle.
+///
+/// In declaration order (`repr(C)`), what a message touches first: the flags, the limit, the
+/// owner, the final box and the queue, 64 bytes right after the `Rc`'s counts; the name and the
+/// link state, which no message needs, last. At hundreds of connections each cache line a message
+/// touches is a miss, and the compiler's own order put the one-byte fields after everything else.
+#[repr(C)]
 pub(crate) struct BoxNode<T> {
-    spec: BoxSpec,
     dir: Direction,
-    owner: Weak<ComponentCell>,
-    queue: RefCell<VecDeque<T>>,
-    /// The size limit; `u32::MAX` means none. (32 bits keep the node small: an idle component's
-    /// four boxes are most of its memory.)
-    capacity: Cell<u32>,
     /// This box's flag in its owner's record of deliveries ([`Deliveries`]): its position among
     /// the owner's boxes, the 64th and later sharing the last flag.
     flag: u8,
-    /// The final box of this box's chain, while it has a target: a send is one push there. Read
-    /// by taking it out and putting it back (no borrow flag: the node stays within its block).
-    resolved: Cell<Option<Rc<BoxNode<T>>>>,
     /// For a final box: some producer waits for a collection from it (`Links::waiters` is not
     /// empty), so a collection looks into the link state only then.
     has_waiters: Cell<bool>,
     /// The link state is taken out ([`LinksMut`]): checked in debug builds, as a `RefCell` would.
     links_out: Cell<bool>,
+    /// The size limit; `u32::MAX` means none. (32 bits keep the node small: an idle component's
+    /// four boxes are most of its memory.)
+    capacity: Cell<u32>,
+    owner: Weak<ComponentCell>,
+    /// The final box of this box's chain, while it has a target: a send is one push there. Read
+    /// by taking it out and putting it back (no borrow flag: the node stays within its block).
+    resolved: Cell<Option<Rc<BoxNode<T>>>>,
+    queue: RefCell<VecDeque<T>>,
+    spec: BoxSpec,
     links: Cell<Option<Box<Links<T>>>>,
 }
 
