@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Connection setup in rotated rounds: connections/s and server CPU per connection, each run on
-# fresh processes, the order of the servers rotated every round, so slow drift on a shared machine
-# hits every server alike. The matrix (run.sh) has one 2,000-connect cell per relay: mostly noise.
+# Connection setup (or one echo cell) in rotated rounds: connections/s (messages/s) and server CPU
+# per connection (message), each run on fresh processes, the order of the servers rotated every
+# round, so slow drift on a shared machine hits every server alike. The matrix (run.sh) has one
+# 2,000-connect cell per relay, and five repetitions of each echo cell: mostly noise.
 #
 #   crates/kamaelia-bench/rounds.sh                          # relay: kamaelia, tokio-relay, haproxy
 #   MODE=echo crates/kamaelia-bench/rounds.sh                # echo: kamaelia, tokio-echo
+#   MODE=load CONNS=512 SIZE=64 crates/kamaelia-bench/rounds.sh   # one echo cell, same servers
 #   BEFORE=/path/to/older/kamaelia crates/kamaelia-bench/rounds.sh   # adds that build as "before"
 #
-# Knobs (environment): MODE (relay | echo), ROUNDS (8), N (measured connects per run, 5000), WARM
-# (connects before the measured ones, 300), C (concurrent connects, 16), BEFORE (a second kamaelia
-# binary to compare), OUT (default target/bench/rounds-DATE). Prints per-server medians and the
-# median of per-round ratios against kamaelia; raw lines in OUT/results.txt.
+# Knobs (environment): MODE (relay | echo | load), ROUNDS (8), N (measured connects per run, 5000),
+# WARM (connects before the measured ones, 300), C (concurrent connects, 16), CONNS and SIZE (the
+# load cell: connections and message size, 512 and 64), DUR (seconds of load per run, 4), BEFORE
+# (a second kamaelia binary to compare), OUT (default target/bench/rounds-DATE). Prints per-server
+# medians and the median of per-round ratios against kamaelia; raw lines in OUT/results.txt.
 # Every process is started and stopped here by PID; every load is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +22,9 @@ ROUNDS=${ROUNDS:-8}
 N=${N:-5000}
 WARM=${WARM:-300}
 C=${C:-16}
+CONNS=${CONNS:-512}
+SIZE=${SIZE:-64}
+DUR=${DUR:-4}
 BEFORE=${BEFORE:-}
 OUT=${OUT:-$PWD/target/bench/rounds-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/bin"
@@ -33,8 +39,8 @@ HAPROXY=$(command -v haproxy || true)
 
 case $MODE in
 relay) SERVERS="kamaelia tokio-relay${HAPROXY:+ haproxy}" ;;
-echo) SERVERS="kamaelia tokio-echo" ;;
-*) echo "MODE is relay or echo" >&2; exit 2 ;;
+echo | load) SERVERS="kamaelia tokio-echo" ;;
+*) echo "MODE is relay, echo or load" >&2; exit 2 ;;
 esac
 [[ -n $BEFORE ]] && SERVERS="$SERVERS kamaelia-before"
 read -ra LIST <<<"$SERVERS"
@@ -73,9 +79,14 @@ one() {
         ;;
     esac
     local srv=$PID
-    timeout 120 "$BIN/kamaelia-bench" connect --addr "$ADDR" -n "$WARM" -c "$C" >/dev/null
-    line=$(timeout 300 "$BIN/kamaelia-bench" connect --addr "$ADDR" -n "$N" -c "$C" --server-pid "$srv" |
-        grep '^RESULT' || echo "RESULT failed=1")
+    if [[ $MODE == load ]]; then
+        line=$(timeout 120 "$BIN/kamaelia-bench" echo --addr "$ADDR" -c "$CONNS" -s "$SIZE" \
+            --duration "$DUR" --warmup 0.5 --server-pid "$srv" | grep '^RESULT' || echo "RESULT failed=1")
+    else
+        timeout 120 "$BIN/kamaelia-bench" connect --addr "$ADDR" -n "$WARM" -c "$C" >/dev/null
+        line=$(timeout 300 "$BIN/kamaelia-bench" connect --addr "$ADDR" -n "$N" -c "$C" \
+            --server-pid "$srv" | grep '^RESULT' || echo "RESULT failed=1")
+    fi
     echo "round=$round server=$name load=$(cut -d' ' -f1 /proc/loadavg) $line" | tee -a "$OUT/results.txt"
     stop "$srv"
     [[ -n $mio ]] && stop "$mio"
@@ -94,16 +105,20 @@ done
 python3 - "$OUT/results.txt" <<'EOF' | tee "$OUT/summary.txt"
 import re, statistics, sys
 rows = {}
+unit = 'conn'  # or 'msg', from the results: connects, or an echo cell
 for line in open(sys.argv[1]):
     f = dict(re.findall(r'(\w+)=(\S+)', line))
-    if 'conns_per_s' not in f:
+    u = 'msg' if 'msgs_per_s' in f else 'conn'
+    if f'{u}s_per_s' not in f:
         continue
+    unit = u
     rows.setdefault(f['server'], {})[int(f['round'])] = (
-        float(f['conns_per_s']), float(f.get('server_cpu_us_per_conn', 'nan')))
+        float(f[f'{u}s_per_s']), float(f.get(f'server_cpu_us_per_{u}', 'nan')))
 def med(v):
     return statistics.median(v) if v else float('nan')
 base = rows.get('kamaelia', {})
-print(f"{'server':16} {'conns/s':>9} {'CPU us/conn':>12} {'kamaelia rate x':>16} {'kamaelia CPU x':>15}")
+rate_name, cpu_name = ('msgs/s', 'CPU us/msg') if unit == 'msg' else ('conns/s', 'CPU us/conn')
+print(f"{'server':16} {rate_name:>9} {cpu_name:>12} {'kamaelia rate x':>16} {'kamaelia CPU x':>15}")
 for name, by_round in rows.items():
     rate = med([v[0] for v in by_round.values()])
     cpu = med([v[1] for v in by_round.values()])
