@@ -9,6 +9,7 @@
 # Knobs (environment): CASES (any of "relay connect echo"), SERVERS (any of "kamaelia tokio"),
 # N (measured connects, 2000), WARM (connects before the counters are zeroed, 200), ECHO_SECS (5),
 # OUT (directory for callgrind's files; default target/bench/callgrind-DATE, never committed),
+# KAMAELIA (another build of the `kamaelia` binary to count instead of this checkout's),
 # CACHE (1: also simulate the caches and report first-level data-cache misses, reads + writes, per
 # unit: at 512 connections the lines a message touches miss, so this counts them).
 #
@@ -32,6 +33,7 @@ cargo build --release -q -p kamaelia-cli -p kamaelia-bench
 BIN=$OUT/bin
 mkdir -p "$BIN"
 cp target/release/{kamaelia,kamaelia-bench,mio-echo,tokio-echo,tokio-relay} "$BIN/"
+[[ -n ${KAMAELIA:-} ]] && cp "$KAMAELIA" "$BIN/kamaelia"
 
 # shellcheck source=crates/kamaelia-bench/lib.sh
 source crates/kamaelia-bench/lib.sh # after the cd to the workspace root
