@@ -94,7 +94,7 @@ pub(crate) fn cpu_ns(pid: u32) -> io::Result<u64> {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             // The thread ended between the listing and the read: its time is gone with it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if thread_gone(&e) => continue,
             Err(e) => return Err(e),
         };
         let ns: u64 = text
@@ -105,6 +105,14 @@ pub(crate) fn cpu_ns(pid: u32) -> io::Result<u64> {
         total += ns;
     }
     Ok(total)
+}
+
+/// Whether reading a thread's `/proc` entry failed because the thread has ended: its directory is
+/// gone (`ENOENT`), or it is still listed but the thread is dead (`ESRCH`, "No such process", seen
+/// when a test thread exits during the read).
+fn thread_gone(e: &io::Error) -> bool {
+    const ESRCH: i32 = 3;
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ESRCH)
 }
 
 /// The resident set size of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
@@ -374,6 +382,29 @@ mod tests {
         let pid = std::process::id();
         assert!(vm_rss_kib(pid).unwrap() > 0);
         cpu_ticks(pid).unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_ends_during_the_reading_is_skipped_not_an_error() {
+        assert!(thread_gone(&io::Error::from_raw_os_error(3)), "ESRCH");
+        assert!(thread_gone(&io::ErrorKind::NotFound.into()));
+        assert!(!thread_gone(&io::ErrorKind::PermissionDenied.into()));
+        // Threads starting and ending all through the readings: every reading succeeds.
+        let pid = std::process::id();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::thread::spawn(|| std::hint::black_box(1 + 1)).join();
+                }
+            })
+        };
+        for _ in 0..2_000 {
+            cpu_ns(pid).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
     }
 
     #[test]
