@@ -230,8 +230,7 @@ impl<T> std::ops::DerefMut for LinksMut<'_, T> {
 
 impl<T> Drop for LinksMut<'_, T> {
     fn drop(&mut self) {
-        put_back(&self.node.links, self.links.take());
-        self.node.links_out.set(false);
+        self.node.put_links(self.links.take());
     }
 }
 
@@ -264,6 +263,21 @@ pub(crate) struct BoxNode<T> {
     links: Cell<Option<Box<Links<T>>>>,
 }
 
+impl<T> BoxNode<T> {
+    /// Takes this node's link state out (none if it was never linked), until [`Self::put_links`].
+    fn take_links(&self) -> Option<Box<Links<T>>> {
+        let taken = self.links_out.replace(true);
+        debug_assert!(!taken, "a box's link state taken twice at once");
+        self.links.take()
+    }
+
+    /// Puts back what [`Self::take_links`] took.
+    fn put_links(&self, links: Option<Box<Links<T>>>) {
+        put_back(&self.links, links);
+        self.links_out.set(false);
+    }
+}
+
 impl<T: 'static> BoxNode<T> {
     fn new(owner: &Rc<ComponentCell>, spec: BoxSpec, dir: Direction) -> Rc<Self> {
         // The box is registered right after it is made, at the end of the owner's list. (If the
@@ -283,16 +297,13 @@ impl<T: 'static> BoxNode<T> {
         })
     }
 
-    #[inline]
-    fn flag_bit(&self) -> u64 {
-        1 << self.flag
-    }
-
     /// Records with the owner that messages reached this box, and wakes it.
     #[inline]
     fn delivered(&self) {
         if let Some(owner) = self.owner.upgrade() {
-            owner.delivered.set(owner.delivered.get() | self.flag_bit());
+            owner
+                .delivered
+                .set(owner.delivered.get() | DeliveryFlag(self.flag).bit());
             owner.wake();
         }
     }
@@ -311,8 +322,9 @@ impl<T: 'static> BoxNode<T> {
         self.with_final(|fin| fin.push_local(msg))
     }
 
-    /// Applies `f` to the final box of this box's chain (itself when unlinked). `f` must not
-    /// change this box's links (it does not: it pushes, or looks at a queue).
+    /// Applies `f` to the final box of this box's chain (itself when unlinked). While `f` runs
+    /// this box's `resolved` is taken out, so `f` must not reach this box's links (it does not:
+    /// it pushes, or looks at a queue).
     #[inline]
     fn with_final<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
         let fin = self.resolved.take();
@@ -439,22 +451,17 @@ impl<T: 'static> BoxNode<T> {
 
     /// This node's link state, made on first use, until the guard is dropped.
     fn links_mut(&self) -> LinksMut<'_, T> {
-        let taken = self.links_out.replace(true);
-        debug_assert!(!taken, "a box's link state taken twice at once");
         LinksMut {
             node: self,
-            links: Some(self.links.take().unwrap_or_default()),
+            links: Some(self.take_links().unwrap_or_default()),
         }
     }
 
     /// Applies `f` to this node's link state, if it has any (a node never linked has none).
     fn with_links<R>(&self, f: impl FnOnce(Option<&Links<T>>) -> R) -> R {
-        let taken = self.links_out.replace(true);
-        debug_assert!(!taken, "a box's link state taken twice at once");
-        let links = self.links.take();
+        let links = self.take_links();
         let r = f(links.as_deref());
-        put_back(&self.links, links);
-        self.links_out.set(false);
+        self.put_links(links);
         r
     }
 
@@ -951,7 +958,7 @@ impl<T: 'static> Inbox<T> {
     /// still empty, and need not be looked at.
     #[inline]
     pub fn delivered_in(&self, deliveries: Deliveries) -> bool {
-        deliveries.0 & self.node.flag_bit() != 0
+        deliveries.contains(self.delivery_flag())
     }
 
     /// This box's flag in its owner's deliveries, to keep and ask with instead of the box
@@ -964,7 +971,7 @@ impl<T: 'static> Inbox<T> {
     /// means this box is the only one to look at. Reads this box alone, not the others.
     #[inline]
     pub fn others_delivered_in(&self, deliveries: Deliveries) -> bool {
-        deliveries.0 & !self.node.flag_bit() != 0
+        deliveries.contains_other_than(self.delivery_flag())
     }
 
     /// Puts a message into this box as if a linked outbox had sent it, following any passthrough
