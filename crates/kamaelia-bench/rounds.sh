@@ -13,7 +13,8 @@
 # WARM (connects before the measured ones, 300), C (concurrent connects, 16), CONNS and SIZE (the
 # load cell: connections and message size, 512 and 64), DUR (seconds of load per run, 4), BEFORE
 # (a second kamaelia binary to compare), OUT (default target/bench/rounds-DATE). Prints per-server
-# medians and the median of per-round ratios against kamaelia; raw lines in OUT/results.txt.
+# medians (rate, CPU, and the user-space part of that CPU) and the median of per-round ratios
+# against kamaelia; raw lines in OUT/results.txt.
 # Every process is started and stopped here by PID; every load is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -113,17 +114,20 @@ for line in open(sys.argv[1]):
         continue
     unit = u
     rows.setdefault(f['server'], {})[int(f['round'])] = (
-        float(f[f'{u}s_per_s']), float(f.get(f'server_cpu_us_per_{u}', 'nan')))
+        float(f[f'{u}s_per_s']), float(f.get(f'server_cpu_us_per_{u}', 'nan')),
+        float(f.get(f'server_user_us_per_{u}', 'nan')))
 def med(v):
+    v = [x for x in v if x == x]  # without the NaNs of runs that have no reading
     return statistics.median(v) if v else float('nan')
 base = rows.get('kamaelia', {})
-rate_name, cpu_name = ('msgs/s', 'CPU us/msg') if unit == 'msg' else ('conns/s', 'CPU us/conn')
-print(f"{'server':16} {rate_name:>9} {cpu_name:>12} {'kamaelia rate x':>16} {'kamaelia CPU x':>15}")
+rate_name, cpu_name, user_name = (('msgs/s', 'CPU us/msg', 'user us/msg') if unit == 'msg'
+                                  else ('conns/s', 'CPU us/conn', 'user us/conn'))
+print(f"{'server':16} {rate_name:>9} {cpu_name:>12} {user_name:>13} {'kamaelia rate x':>16}"
+      f" {'kamaelia CPU x':>15} {'kamaelia user x':>16}")
 for name, by_round in rows.items():
-    rate = med([v[0] for v in by_round.values()])
-    cpu = med([v[1] for v in by_round.values()])
+    rate, cpu, user = (med([v[i] for v in by_round.values()]) for i in range(3))
     common = [r for r in by_round if r in base]
-    rr = med([base[r][0] / by_round[r][0] for r in common])
-    cr = med([base[r][1] / by_round[r][1] for r in common])
-    print(f"{name:16} {rate:9.0f} {cpu:12.1f} {rr:16.2f} {cr:15.2f}")
+    rr, cr, ur = (med([base[r][i] / by_round[r][i] for r in common if by_round[r][i] > 0])
+                  for i in range(3))
+    print(f"{name:16} {rate:9.0f} {cpu:12.1f} {user:13.2f} {rr:16.2f} {cr:15.2f} {ur:16.2f}")
 EOF

@@ -395,17 +395,17 @@ table() {
     cat "$OUT/machine.txt"
     echo '```'
     if has echo; then
-        for m in msgs_per_s server_cpu_us_per_msg p50_us p99_us; do
+        for m in msgs_per_s server_cpu_us_per_msg server_user_us_per_msg p50_us p99_us; do
             echo; echo "### echo: $m"; echo; table echo "$m" kamaelia "$ECHO_SERVERS"
         done
     fi
     if has stream; then
-        for m in mb_per_s server_cpu_us_per_mb; do
+        for m in mb_per_s server_cpu_us_per_mb server_user_us_per_mb; do
             echo; echo "### stream: $m"; echo; table stream "$m" kamaelia "$ECHO_SERVERS"
         done
     fi
     if has connect; then
-        for m in conns_per_s server_cpu_us_per_conn; do
+        for m in conns_per_s server_cpu_us_per_conn server_user_us_per_conn; do
             echo; echo "### connect: $m"; echo; table connect "$m" kamaelia "$ECHO_SERVERS"
         done
     fi
@@ -417,9 +417,11 @@ table() {
     if has relay; then
         echo; echo "### relay echo: msgs_per_s"; echo; table relay msgs_per_s kamaelia-relay "$RELAYS" echo
         echo; echo "### relay echo: relay CPU µs per message"; echo; table relay server_cpu_us_per_msg kamaelia-relay "$RELAYS" echo
+        echo; echo "### relay echo: relay user-space CPU µs per message"; echo; table relay server_user_us_per_msg kamaelia-relay "$RELAYS" echo
         echo; echo "### relay stream: mb_per_s"; echo; table relay mb_per_s kamaelia-relay "$RELAYS" stream
         echo; echo "### relay connect: conns_per_s"; echo; table relay conns_per_s kamaelia-relay "$RELAYS" connect
         echo; echo "### relay connect: relay CPU µs per connection"; echo; table relay server_cpu_us_per_conn kamaelia-relay "$RELAYS" connect
+        echo; echo "### relay connect: relay user-space CPU µs per connection"; echo; table relay server_user_us_per_conn kamaelia-relay "$RELAYS" connect
     fi
     if has tls; then
         echo; echo "### tls echo: msgs_per_s"; echo; table tls msgs_per_s kamaelia-tls "kamaelia-tls tokio-tls" echo

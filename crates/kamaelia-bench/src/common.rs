@@ -53,9 +53,10 @@ pub(crate) fn sleep_until(t: Instant) {
 /// and arm64 whatever the kernel's `HZ`).
 pub(crate) const CLK_TCK: u64 = 100;
 
-/// User plus system CPU time of process `pid` (all its threads) in clock ticks, from
-/// `/proc/PID/stat` fields 14 and 15.
-pub(crate) fn cpu_ticks(pid: u32) -> io::Result<u64> {
+/// User and system CPU time of process `pid` (all its threads) in clock ticks, from
+/// `/proc/PID/stat` fields 14 and 15. The kernel keeps their sum exact (the threads' run time) and
+/// splits it by where its timer ticks found the process, so the split is a sampled ratio.
+pub(crate) fn cpu_ticks(pid: u32) -> io::Result<Ticks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
     let rest = stat
@@ -70,7 +71,17 @@ pub(crate) fn cpu_ticks(pid: u32) -> io::Result<u64> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat format"))
     };
-    Ok(field(14)? + field(15)?)
+    Ok(Ticks {
+        user: field(14)?,
+        system: field(15)?,
+    })
+}
+
+/// A reading of [`cpu_ticks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticks {
+    pub(crate) user: u64,
+    pub(crate) system: u64,
 }
 
 /// Whether this kernel keeps per-thread scheduler statistics (`/proc/PID/task/TID/schedstat`,
@@ -86,7 +97,8 @@ fn has_schedstat() -> bool {
 /// `schedstat` it falls back to [`cpu_ticks`].
 pub(crate) fn cpu_ns(pid: u32) -> io::Result<u64> {
     if !has_schedstat() {
-        return Ok(cpu_ticks(pid)? * (1_000_000_000 / CLK_TCK));
+        let t = cpu_ticks(pid)?;
+        return Ok((t.user + t.system) * (1_000_000_000 / CLK_TCK));
     }
     let mut total = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
@@ -164,21 +176,32 @@ pub(crate) fn split(sockets: Vec<TcpStream>, threads: usize) -> Vec<Vec<(usize, 
 }
 
 /// The `RESULT` line's server-CPU fields: ` server_cpu_us_per_UNIT=...` (the CPU µs divided by
-/// `per`, with `decimals` places) and ` server_cpu_pct=...` over `secs`. Empty without a reading
-/// (no PID given) or with nothing to divide by; a reading that failed is a warning on stderr.
+/// `per`, with `decimals` places), ` server_cpu_pct=...` over `secs`, and, when the split was
+/// read, ` server_user_us_per_UNIT=...` (the part of it in user space: the server's own code and
+/// libraries, not the kernel). Empty without a reading (no PID given) or with nothing to divide
+/// by; a reading that failed is a warning on stderr.
 pub(crate) fn cpu_fields(
-    cpu_us: Option<&io::Result<u64>>,
+    cpu: Option<&io::Result<CpuUsed>>,
     unit: &str,
     per: f64,
     decimals: usize,
     secs: f64,
 ) -> String {
-    match cpu_us {
-        Some(Ok(us)) if per > 0.0 => format!(
-            " server_cpu_us_per_{unit}={:.decimals$} server_cpu_pct={:.1}",
-            *us as f64 / per,
-            *us as f64 / 1e4 / secs
-        ),
+    match cpu {
+        Some(Ok(used)) if per > 0.0 => {
+            let mut fields = format!(
+                " server_cpu_us_per_{unit}={:.decimals$} server_cpu_pct={:.1}",
+                used.us as f64 / per,
+                used.us as f64 / 1e4 / secs
+            );
+            if let Some(user) = used.user_us {
+                fields += &format!(
+                    " server_user_us_per_{unit}={:.decimals$}",
+                    user as f64 / per
+                );
+            }
+            fields
+        }
         Some(Err(e)) => {
             eprintln!("warning: cannot read the server's CPU time: {e}");
             String::new()
@@ -187,11 +210,24 @@ pub(crate) fn cpu_fields(
     }
 }
 
-/// A server's CPU time over a window, read from `/proc` at both ends ([`cpu_ns`]).
+/// What a server used over a [`CpuWindow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CpuUsed {
+    /// CPU microseconds, all threads.
+    pub(crate) us: u64,
+    /// The part of `us` spent in user space: `us` split in the ratio of the window's user and
+    /// system ticks ([`cpu_ticks`]). None when no tick passed in the window or the ticks could
+    /// not be read.
+    pub(crate) user_us: Option<u64>,
+}
+
+/// A server's CPU time over a window, read from `/proc` at both ends ([`cpu_ns`], and
+/// [`cpu_ticks`] for the user/system split).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuWindow {
     pid: u32,
     start_ns: u64,
+    start_ticks: Option<Ticks>,
 }
 
 impl CpuWindow {
@@ -200,14 +236,29 @@ impl CpuWindow {
         Ok(Self {
             pid,
             start_ns: cpu_ns(pid)?,
+            start_ticks: cpu_ticks(pid).ok(),
         })
     }
 
-    /// CPU microseconds the process used since [`CpuWindow::start`] (a thread that ended in
-    /// between takes its time with it, so the count cannot go below zero, only short).
-    pub(crate) fn used_us(&self) -> io::Result<u64> {
-        Ok(cpu_ns(self.pid)?.saturating_sub(self.start_ns) / 1_000)
+    /// What the process used since [`CpuWindow::start`] (a thread that ended in between takes
+    /// its time with it, so the count cannot go below zero, only short).
+    pub(crate) fn used(&self) -> io::Result<CpuUsed> {
+        let us = cpu_ns(self.pid)?.saturating_sub(self.start_ns) / 1_000;
+        let user_us = match (self.start_ticks, cpu_ticks(self.pid).ok()) {
+            (Some(a), Some(b)) => user_part(us, a, b),
+            _ => None,
+        };
+        Ok(CpuUsed { us, user_us })
     }
+}
+
+/// The user-space part of `us`, in the ratio of the user and system ticks between readings `a`
+/// and `b`; none if no tick passed.
+fn user_part(us: u64, a: Ticks, b: Ticks) -> Option<u64> {
+    let user = b.user.saturating_sub(a.user);
+    let system = b.system.saturating_sub(a.system);
+    let all = user + system;
+    (all > 0).then(|| (u128::from(us) * u128::from(user) / u128::from(all)) as u64)
 }
 
 /// Sub-buckets per power of two in [`Histogram`]: values are kept to within 1/32 (about 3%).
@@ -358,10 +409,21 @@ mod tests {
 
     #[test]
     fn cpu_fields_divide_and_format_as_each_mode_reports_them() {
-        let us: io::Result<u64> = Ok(1_500_000);
+        let us: io::Result<CpuUsed> = Ok(CpuUsed {
+            us: 1_500_000,
+            user_us: None,
+        });
         assert_eq!(
             cpu_fields(Some(&us), "msg", 1_000.0, 3, 3.0),
             " server_cpu_us_per_msg=1500.000 server_cpu_pct=50.0"
+        );
+        let split: io::Result<CpuUsed> = Ok(CpuUsed {
+            us: 1_500_000,
+            user_us: Some(300_000),
+        });
+        assert_eq!(
+            cpu_fields(Some(&split), "msg", 1_000.0, 3, 3.0),
+            " server_cpu_us_per_msg=1500.000 server_cpu_pct=50.0 server_user_us_per_msg=300.000"
         );
         assert_eq!(
             cpu_fields(Some(&us), "conn", 4_000.0, 2, 1.5),
@@ -373,7 +435,7 @@ mod tests {
             "nothing to divide by"
         );
         assert_eq!(cpu_fields(None, "mb", 10.0, 1, 3.0), "", "no PID given");
-        let failed: io::Result<u64> = Err(io::ErrorKind::NotFound.into());
+        let failed: io::Result<CpuUsed> = Err(io::ErrorKind::NotFound.into());
         assert_eq!(cpu_fields(Some(&failed), "mb", 10.0, 1, 3.0), "");
     }
 
@@ -382,6 +444,27 @@ mod tests {
         let pid = std::process::id();
         assert!(vm_rss_kib(pid).unwrap() > 0);
         cpu_ticks(pid).unwrap();
+    }
+
+    #[test]
+    fn the_user_part_follows_the_ticks() {
+        let t = |user, system| Ticks { user, system };
+        assert_eq!(
+            user_part(1_000, t(10, 5), t(13, 6)),
+            Some(750),
+            "3 of 4 ticks"
+        );
+        assert_eq!(
+            user_part(1_000, t(10, 5), t(10, 9)),
+            Some(0),
+            "all in the kernel"
+        );
+        assert_eq!(user_part(1_000, t(10, 5), t(10, 5)), None, "no tick passed");
+        assert_eq!(
+            user_part(u64::MAX / 2, t(0, 0), t(1, 1)),
+            Some(u64::MAX / 4),
+            "no overflow"
+        );
     }
 
     #[test]
@@ -415,7 +498,7 @@ mod tests {
         // limit so a reader stuck at zero fails instead of hanging.
         let limit = Instant::now() + Duration::from_secs(20);
         let mut x = 0u64;
-        while window.used_us().unwrap() < 20_000 {
+        while window.used().unwrap().us < 20_000 {
             for i in 0..10_000u64 {
                 x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
             }
@@ -424,6 +507,11 @@ mod tests {
                 "20 ms of spinning never showed as CPU time"
             );
         }
+        // 20 ms is two ticks of /proc/PID/stat: the window has a user/system split, and the
+        // user part is a part.
+        let used = window.used().unwrap();
+        let user = used.user_us.expect("ticks passed in 20 ms of CPU");
+        assert!(user <= used.us, "{used:?}");
         assert!(
             cpu_ns(u32::MAX).is_err(),
             "a process that does not exist is an error"

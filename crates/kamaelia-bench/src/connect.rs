@@ -8,7 +8,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::common::{self, CpuWindow, Error, Errors, Histogram};
+use crate::common::{self, CpuUsed, CpuWindow, Error, Errors, Histogram};
 
 /// What `connect` was asked to do.
 #[derive(Debug, Clone)]
@@ -46,14 +46,14 @@ struct Outcome {
     secs: f64,
     latency: Histogram,
     errors: Errors,
-    /// The server's CPU microseconds over the run, when its PID was given.
-    cpu_us: Option<io::Result<u64>>,
+    /// The server's CPU use over the run, when its PID was given.
+    cpu: Option<io::Result<CpuUsed>>,
 }
 
 /// Runs `connect` and prints its `RESULT` line; `Ok(false)` when there were errors.
 pub(crate) fn run(a: &ConnectArgs) -> Result<bool, Error> {
     let o = measure(a)?;
-    let cpu = common::cpu_fields(o.cpu_us.as_ref(), "conn", o.ok as f64, 2, o.secs);
+    let cpu = common::cpu_fields(o.cpu.as_ref(), "conn", o.ok as f64, 2, o.secs);
     o.errors.report();
     println!(
         "RESULT mode=connect n={} c={} secs={:.2} ok={} conns_per_s={:.0} p50_us={:.1} \
@@ -150,7 +150,7 @@ fn measure(a: &ConnectArgs) -> Result<Outcome, Error> {
         secs: t0.elapsed().as_secs_f64(),
         latency,
         errors,
-        cpu_us: cpu.map(|w| w.and_then(|w| w.used_us())),
+        cpu: cpu.map(|w| w.and_then(|w| w.used())),
     })
 }
 
@@ -249,7 +249,7 @@ mod tests {
         let o = measure(&args).unwrap();
         assert_eq!((o.ok, o.errors.count), (40, 0), "{:?}", o.errors.first);
         assert_eq!(server.join().unwrap(), 40, "one byte per connection");
-        assert!(matches!(o.cpu_us, Some(Ok(_))), "{:?}", o.cpu_us);
+        assert!(matches!(o.cpu, Some(Ok(_))), "{:?}", o.cpu);
         // And with no PID, no CPU figure.
         let (addr, server) = echo_server(3);
         let o = measure(&ConnectArgs {
@@ -260,7 +260,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(o.ok, 3);
-        assert!(o.cpu_us.is_none());
+        assert!(o.cpu.is_none());
         assert_eq!(server.join().unwrap(), 3);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::common::{self, CpuWindow, Error, Errors, Histogram, PERIOD};
+use crate::common::{self, CpuUsed, CpuWindow, Error, Errors, Histogram, PERIOD};
 use crate::transport::{Conn, TlsClient};
 
 /// What `echo` was asked to do.
@@ -72,7 +72,7 @@ pub(crate) fn run(a: &EchoArgs) -> Result<bool, Error> {
     }
     let w = Window::after(a.warmup, a.duration);
     let groups = common::split(sockets, a.threads);
-    let (stats, cpu_us) = std::thread::scope(|scope| -> Result<_, Error> {
+    let (stats, cpu) = std::thread::scope(|scope| -> Result<_, Error> {
         let handles: Vec<_> = groups
             .into_iter()
             .map(|g| {
@@ -99,7 +99,7 @@ pub(crate) fn run(a: &EchoArgs) -> Result<bool, Error> {
     let msgs_per_s = stats.msgs as f64 / secs;
     // Payload echoed, one direction, in 10^6 bytes per second.
     let mb_per_s = stats.msgs as f64 * a.size as f64 / secs / 1e6;
-    let cpu = common::cpu_fields(cpu_us.as_ref(), "msg", stats.msgs as f64, 3, secs);
+    let cpu = common::cpu_fields(cpu.as_ref(), "msg", stats.msgs as f64, 3, secs);
     stats.errors.report();
     println!(
         "RESULT mode=echo tls={} c={} s={} secs={secs:.2} msgs={} msgs_per_s={msgs_per_s:.0} \
@@ -116,7 +116,7 @@ pub(crate) fn run(a: &EchoArgs) -> Result<bool, Error> {
 }
 
 /// Reads the server's CPU time at both ends of the window (sleeping in between).
-pub(crate) fn measure_cpu(pid: Option<u32>, w: Window) -> Option<io::Result<u64>> {
+pub(crate) fn measure_cpu(pid: Option<u32>, w: Window) -> Option<io::Result<CpuUsed>> {
     let pid = pid?;
     common::sleep_until(w.start);
     let cpu = match CpuWindow::start(pid) {
@@ -124,7 +124,7 @@ pub(crate) fn measure_cpu(pid: Option<u32>, w: Window) -> Option<io::Result<u64>
         Err(e) => return Some(Err(e)),
     };
     common::sleep_until(w.end);
-    Some(cpu.used_us())
+    Some(cpu.used())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -85,7 +85,7 @@ enum Command {
         #[arg(long, default_value_t = 60.0, value_name = "SECS")]
         timeout: f64,
         /// The server's process id: report its CPU time per connection (nanoseconds, from
-        /// /proc/PID/task/*/schedstat).
+        /// /proc/PID/task/*/schedstat) and the user-space part of it (/proc/PID/stat's ticks).
         #[arg(long)]
         server_pid: Option<u32>,
     },
@@ -152,7 +152,7 @@ struct Load {
     #[arg(long, value_name = "CA_PEM")]
     tls: Option<PathBuf>,
     /// The server's process id: report its CPU time per message (nanoseconds, from
-    /// /proc/PID/task/*/schedstat).
+    /// /proc/PID/task/*/schedstat) and the user-space part of it (/proc/PID/stat's ticks).
     #[arg(long)]
     server_pid: Option<u32>,
     /// Generator threads (event loops); 1 leaves the other core to the server on a 2-core machine.

@@ -60,7 +60,7 @@ pub(crate) fn run(a: &StreamArgs) -> Result<bool, Error> {
     }
     let w = Window::after(a.warmup, a.duration);
     let groups = common::split(sockets, a.threads);
-    let (stats, cpu_us) = std::thread::scope(|scope| -> Result<_, Error> {
+    let (stats, cpu) = std::thread::scope(|scope| -> Result<_, Error> {
         let handles: Vec<_> = groups
             .into_iter()
             .map(|g| {
@@ -83,7 +83,7 @@ pub(crate) fn run(a: &StreamArgs) -> Result<bool, Error> {
     let mb_per_s = stats.window_bytes as f64 / secs / 1e6;
     let pass = stats.errors.count == 0 && stats.complete == a.conns;
     let mb = stats.window_bytes as f64 / 1e6;
-    let cpu = common::cpu_fields(cpu_us.as_ref(), "mb", mb, 1, secs);
+    let cpu = common::cpu_fields(cpu.as_ref(), "mb", mb, 1, secs);
     stats.errors.report();
     println!(
         "RESULT mode=stream tls={} c={} secs={secs:.2} mb_per_s={mb_per_s:.1} total_mb={:.1} \
